@@ -1,0 +1,1 @@
+"""GraCo: granularity-controllable interactive segmentation."""

@@ -1,0 +1,153 @@
+"""The interactive predictor: owns the image, the previous prediction and the zoom-in state of one session."""
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...model.granularity import check_granularity
+from ..clicker import Click, Clicker
+from ..transforms import AddHorizontalFlip, LimitLongestSide, SigmoidForPred, ZoomIn
+
+
+def check_rgb_image(image) -> np.ndarray:
+    """Return ``image`` as an H x W x 3 uint8 array, or raise ``ValueError`` saying what is wrong with it."""
+    if isinstance(image, torch.Tensor):
+        raise ValueError("set_input_image takes an H x W x 3 uint8 numpy array (RGB), not a tensor")
+    image = np.asarray(image)
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        raise ValueError(f"expected an RGB image of shape H x W x 3, got a grayscale image of shape {image.shape}; "
+                         f"convert it with cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)")
+    if image.ndim == 3 and image.shape[2] == 4:
+        raise ValueError(f"expected an RGB image of shape H x W x 3, got an RGBA image of shape {image.shape}; "
+                         f"drop the alpha channel with image[..., :3]")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB image of shape H x W x 3, got an array of shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image (values 0..255), got dtype {image.dtype}")
+    if min(image.shape[:2]) < 1:
+        raise ValueError(f"the image is empty (shape {image.shape})")
+    return image
+
+
+class BasePredictor:
+    """Predict a probability map from the clicks so far, with optional zoom-in, test-time flip and control signal.
+
+    Usage::
+
+        predictor.set_input_image(rgb_uint8)          # H x W x 3
+        clicker.add_click(Click(True, (y, x)))
+        probs = predictor.get_prediction(clicker, gra=0.5)   # H x W float32 in [0, 1]
+    """
+
+    def __init__(self, model, device: Union[str, torch.device], net_clicks_limit: Optional[int] = None,
+                 with_flip: bool = False, zoom_in: Optional[ZoomIn] = None, max_size: Optional[int] = None,
+                 **kwargs):
+        if kwargs:
+            raise TypeError(f"unexpected predictor parameters: {', '.join(sorted(kwargs))}")
+        self.net = model
+        self.device = torch.device(device)
+        self.net_clicks_limit = net_clicks_limit
+        self.with_flip = with_flip
+        self.zoom_in = zoom_in
+        self.transforms = [zoom_in] if zoom_in is not None else []
+        if max_size is not None:
+            self.transforms.append(LimitLongestSide(max_size=max_size))
+        self.transforms.append(SigmoidForPred())
+        if with_flip:
+            self.transforms.append(AddHorizontalFlip())
+        self.original_image: Optional[torch.Tensor] = None
+        self.prev_prediction: Optional[torch.Tensor] = None
+
+    def set_input_image(self, image: np.ndarray) -> None:
+        """Start a new session on an H x W x 3 uint8 RGB image (resets the previous prediction and zoom-in)."""
+        image = check_rgb_image(image)
+        for transform in self.transforms:
+            transform.reset()
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255)
+        self.original_image = tensor.unsqueeze(0).to(self.device)
+        self.prev_prediction = torch.zeros_like(self.original_image[:, :1])
+
+    def get_prediction(self, clicker: Clicker, prev_mask: Optional[torch.Tensor] = None,
+                       gra: Optional[float] = None, phrase: Optional[Union[str, torch.Tensor]] = None) -> np.ndarray:
+        """Probability map (H x W float32) for the clicks of ``clicker``.
+
+        Args:
+            clicker: the clicks so far.
+            prev_mask: 1 x 1 x H x W previous probabilities; default: this session's last prediction.
+            gra: granularity in [0, 1] (slider), or None.
+            phrase: a part name such as ``"head"`` (or 1 x 77 CLIP tokens), or None.
+        """
+        if self.original_image is None:
+            raise ValueError("call set_input_image before get_prediction")
+        if gra is not None and phrase is not None:
+            raise ValueError("give a granularity or a phrase, not both")
+        if gra is not None:
+            gra = check_granularity(gra)
+        clicks = clicker.get_clicks()
+        self._check_clicks(clicks)
+        tokens = self._phrase_tokens(phrase)
+
+        input_image = self.original_image
+        if prev_mask is None:
+            prev_mask = self.prev_prediction
+        if getattr(self.net, "with_prev_mask", False):
+            input_image = torch.cat((input_image, prev_mask.to(self.device, torch.float32)), dim=1)
+        image_nd, clicks_lists = input_image, [clicks]
+        for transform in self.transforms:
+            image_nd, clicks_lists = transform.transform(image_nd, clicks_lists)
+
+        with torch.inference_mode():
+            gra_nd = None if gra is None else torch.tensor([gra], dtype=torch.float32, device=self.device)
+            logits = self.net(image_nd, self.get_points_nd(clicks_lists), gra_nd, tokens)["instances"]
+        prediction = logits
+        if prediction.shape[2:] != image_nd.shape[2:]:
+            prediction = F.interpolate(prediction, size=image_nd.shape[2:], mode="bilinear", align_corners=True)
+        for transform in reversed(self.transforms):
+            prediction = transform.inv_transform(prediction)
+
+        if self.zoom_in is not None and self.zoom_in.check_possible_recalculation():
+            return self.get_prediction(clicker, gra=gra, phrase=phrase)
+        self.prev_prediction = prediction
+        return prediction.cpu().numpy()[0, 0].astype(np.float32)
+
+    def _check_clicks(self, clicks: Sequence[Click]) -> None:
+        height, width = self.original_image.shape[2:]
+        for click in clicks:
+            y, x = click.coords
+            if not (0 <= y < height and 0 <= x < width):
+                raise ValueError(f"click {click.indx} at (y={y}, x={x}) is outside the {height} x {width} image")
+
+    def _phrase_tokens(self, phrase) -> Optional[torch.Tensor]:
+        if phrase is None:
+            return None
+        encoder = getattr(self.net, "phrase_encoder", None)
+        if encoder is None:
+            raise ValueError("this model has no phrase input")
+        if isinstance(phrase, str):
+            if not phrase.strip():
+                raise ValueError("the phrase is empty")
+            phrase = encoder.tokenize(phrase)
+        return phrase.to(self.device)
+
+    def get_points_nd(self, clicks_lists: List[List[Click]]) -> torch.Tensor:
+        """B x 2N x 3 tensor of (y, x, order): positives first, then negatives, each padded with (-1, -1, -1)."""
+        clicks_lists = [clicks[:self.net_clicks_limit] for clicks in clicks_lists]
+        num_pos = [sum(c.is_positive for c in clicks) for clicks in clicks_lists]
+        num_neg = [len(clicks) - n for clicks, n in zip(clicks_lists, num_pos)]
+        num_points = max(1, max(num_pos + num_neg))
+        rows = []
+        for clicks in clicks_lists:
+            pos = [c.coords_and_indx for c in clicks if c.is_positive]
+            neg = [c.coords_and_indx for c in clicks if not c.is_positive]
+            rows.append(pos + [(-1, -1, -1)] * (num_points - len(pos)) + neg + [(-1, -1, -1)] * (num_points - len(neg)))
+        return torch.tensor(rows, dtype=torch.float32, device=self.device)
+
+    def get_states(self) -> dict:
+        return {"transform_states": [t.get_state() for t in self.transforms],
+                "prev_prediction": self.prev_prediction.clone()}
+
+    def set_states(self, states: dict) -> None:
+        for state, transform in zip(states["transform_states"], self.transforms):
+            transform.set_state(state)
+        self.prev_prediction = states["prev_prediction"]

@@ -1,0 +1,67 @@
+"""Multi-head self-attention with separate q, k and v projections (so peft can adapt q and v only)."""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _linear_parts(layer: nn.Module) -> Tuple[nn.Linear, Optional[torch.Tensor]]:
+    """The frozen linear under ``layer`` and the LoRA update of its active adapter (None when not adapted)."""
+    base = getattr(layer, "base_layer", None)
+    if base is None:
+        return layer, None
+    delta = None
+    for name in layer.active_adapters:
+        if name in layer.lora_A:
+            part = layer.get_delta_weight(name)
+            delta = part if delta is None else delta + part
+    return base, delta
+
+
+class Attention(nn.Module):
+    """Self-attention over B x N x C tokens, computed with ``scaled_dot_product_attention``.
+
+    Without gradients the active LoRA update is merged into one fused qkv matrix, kept until a weight or the active
+    branch changes (tracked by tensor version counters); the base weights themselves are never modified, so
+    switching branches is exact in both directions.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embedding size {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.k = nn.Linear(dim, dim, bias=qkv_bias)
+        self.v = nn.Linear(dim, dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self._fused_key = None
+        self._fused = None
+
+    def _fused_qkv(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        tensors = list(self.parameters())
+        key = (tuple(getattr(self.q, "active_adapters", ())), tuple((id(t), t._version, t.data_ptr()) for t in tensors))
+        if key != self._fused_key:
+            weights, biases = [], []
+            for layer in (self.q, self.k, self.v):
+                base, delta = _linear_parts(layer)
+                weights.append(base.weight if delta is None else base.weight + delta)
+                biases.append(base.bias)
+            bias = None if biases[0] is None else torch.cat(biases)
+            self._fused = (torch.cat(weights), bias)
+            self._fused_key = key
+        return self._fused
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+        if torch.is_grad_enabled():
+            self._fused_key = self._fused = None
+            q, k, v = self.q(x), self.k(x), self.v(x)
+        else:
+            weight, bias = self._fused_qkv()
+            q, k, v = F.linear(x, weight, bias).split(dim, dim=-1)
+        shape = (batch, tokens, self.num_heads, dim // self.num_heads)
+        q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))

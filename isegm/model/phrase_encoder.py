@@ -1,0 +1,126 @@
+"""Phrase signal: a frozen CLIP ViT-B/32 text tower (open_clip) and a trainable projection to the ViT width."""
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Union
+
+import open_clip
+import torch
+from open_clip.model import _build_text_tower
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+CLIP_MODEL = "ViT-B-32-quickgelu"  # OpenAI's ViT-B/32 uses QuickGELU
+CLIP_WEIGHTS_ENV = "GRACO_CLIP_WEIGHTS"
+DEFAULT_CLIP_WEIGHTS = Path("weights/clip/ViT-B-32.pt")
+CLIP_URL = ("https://openaipublic.azureedge.net/clip/models/"
+            "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt")
+TEXT_KEYS = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
+
+
+class PhraseEncoderUnavailable(RuntimeError):
+    """The phrase signal was asked for but no CLIP weights were loaded."""
+
+
+def resolve_clip_weights(path: Optional[Union[str, Path]] = None) -> Optional[Path]:
+    """The CLIP weights to use: ``path``, else ``$GRACO_CLIP_WEIGHTS``, else ``weights/clip/ViT-B-32.pt`` if present."""
+    if path:
+        return Path(path)
+    if os.environ.get(CLIP_WEIGHTS_ENV):
+        return Path(os.environ[CLIP_WEIGHTS_ENV])
+    return DEFAULT_CLIP_WEIGHTS if DEFAULT_CLIP_WEIGHTS.is_file() else None
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("constants.pkl") for name in archive.namelist())
+
+
+def read_clip_text_weights(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
+    """Read the text-tower tensors (float32) of a CLIP ViT-B/32 file.
+
+    Accepts OpenAI's TorchScript release ``ViT-B-32.pt`` (read with ``torch.jit.load``: TorchScript, not pickled
+    Python, so no Python code of the file runs), a plain state dict saved with ``torch.save`` (read with
+    ``weights_only=True``) or a ``.safetensors`` file, with or without a ``state_dict`` wrapper.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"CLIP weights not found at {path}: download OpenAI's ViT-B-32.pt "
+            f"({CLIP_URL}) and put it at {DEFAULT_CLIP_WEIGHTS} or pass --clip-weights / ${CLIP_WEIGHTS_ENV}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        elif _is_torchscript(path):
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state)
+    except Exception as error:  # any reader failure means the file is not usable CLIP weights
+        raise ValueError(f"{path}: not a readable CLIP weights file ({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a CLIP state dict")
+    text = {k: v.float() for k, v in state.items() if k.startswith(TEXT_KEYS)}
+    if not text:
+        raise ValueError(f"{path}: no CLIP text-tower weights (token_embedding, transformer, ...) in this file")
+    return text
+
+
+class PhraseEncoder(nn.Module):
+    """Phrase -> C-dim embedding added to every ViT token.
+
+    ``phrase2gra_proj`` (512 -> C) is part of the GraCo checkpoints; the CLIP text tower is frozen and loaded
+    separately with :meth:`load_clip_weights`, only when the phrase signal is used.
+    """
+
+    def __init__(self, out_dim: int = 768, clip_dim: int = 512):
+        super().__init__()
+        self.phrase2gra_proj = nn.Linear(clip_dim, out_dim)
+        self.text: Optional[nn.Module] = None
+        self.clip_weights: Optional[Path] = None
+        self._tokenizer = None
+
+    @property
+    def available(self) -> bool:
+        return self.text is not None
+
+    def load_clip_weights(self, path: Union[str, Path]) -> None:
+        """Build the CLIP ViT-B/32 text tower from ``path`` (see :func:`read_clip_text_weights`)."""
+        state = read_clip_text_weights(path)
+        config = open_clip.get_model_config(CLIP_MODEL)
+        text = _build_text_tower(config["embed_dim"], config["text_cfg"], quick_gelu=config["quick_gelu"])
+        missing, unexpected = text.load_state_dict(state, strict=False)
+        if missing:
+            raise ValueError(f"{path}: CLIP text weights lack {len(missing)} tensors, e.g. {missing[0]}")
+        text.requires_grad_(False)
+        text.eval()
+        self.text = text.to(self.phrase2gra_proj.weight.device)
+        self.clip_weights = Path(path)
+        logger.info("loaded CLIP text weights from %s", path)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.text is not None:
+            self.text.eval()  # frozen
+        return self
+
+    def tokenize(self, phrases: Union[str, Sequence[str]]) -> torch.Tensor:
+        """CLIP BPE tokens, B x 77 int64."""
+        if self._tokenizer is None:
+            self._tokenizer = open_clip.get_tokenizer("ViT-B-32")
+        return self._tokenizer([phrases] if isinstance(phrases, str) else list(phrases))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """B x 77 tokens -> B x C embeddings."""
+        if self.text is None:
+            raise PhraseEncoderUnavailable(
+                f"the phrase signal needs CLIP ViT-B/32 weights: put OpenAI's ViT-B-32.pt at {DEFAULT_CLIP_WEIGHTS}, "
+                f"or pass --clip-weights / set {CLIP_WEIGHTS_ENV}")
+        with torch.no_grad():
+            features = self.text(tokens.to(self.phrase2gra_proj.weight.device)).float()
+        return self.phrase2gra_proj(features)

@@ -1,0 +1,138 @@
+"""Plain ViT backbone with click tokens, granularity and phrase embeddings, and windowed attention."""
+from typing import List, Optional, Tuple
+
+import torch
+from timm.layers import Mlp, PatchEmbed, resample_abs_pos_embed
+from torch import nn
+
+from .attention import Attention
+from .granularity import NUM_GRANULARITY_LEVELS, granularity_index
+
+WINDOW_PIXELS = 224  # attention windows cover the 224-px pretraining size
+
+
+def global_attention_blocks(depth: int) -> List[bool]:
+    """Which blocks attend globally (True) rather than within windows.
+
+    Blocks are taken in groups of ``depth // 4`` (6 for depth 12); the last block of each group is global.
+    """
+    if depth % 4:
+        raise ValueError(f"ViT depth must be a multiple of 4, got {depth}")
+    group = 6 if depth == 12 else depth // 4
+    return [(i + 1) % group == 0 for i in range(depth)]
+
+
+def window_grid(grid: Tuple[int, int], patch_size: Tuple[int, int]) -> Tuple[int, int]:
+    """Number of attention windows along each axis for a token grid."""
+    counts = []
+    for size, patch in zip(grid, patch_size):
+        count = max(size // (WINDOW_PIXELS // patch), 1)
+        if size % count:
+            raise ValueError(
+                f"a {grid[0]}x{grid[1]} token grid cannot be split into equal {WINDOW_PIXELS}-px windows; "
+                f"use an input size that is a multiple of {WINDOW_PIXELS}")
+        counts.append(count)
+    return counts[0], counts[1]
+
+
+def to_windows(x: torch.Tensor, grid: Tuple[int, int], windows: Tuple[int, int]) -> torch.Tensor:
+    """B x (H*W) x C tokens -> (B*wh*ww) x (H/wh * W/ww) x C windows, each window row-major."""
+    batch, _, dim = x.shape
+    (height, width), (wh, ww) = grid, windows
+    x = x.view(batch, wh, height // wh, ww, width // ww, dim).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(batch * wh * ww, (height // wh) * (width // ww), dim)
+
+
+def from_windows(x: torch.Tensor, grid: Tuple[int, int], windows: Tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`to_windows`."""
+    (height, width), (wh, ww) = grid, windows
+    dim = x.shape[-1]
+    batch = x.shape[0] // (wh * ww)
+    x = x.view(batch, wh, ww, height // wh, width // ww, dim).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(batch, height * width, dim)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (LayerNorm eps 1e-6, GELU MLP)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class VisionTransformer(nn.Module):
+    """MAE-style ViT over image patches, with extra per-token inputs added before the position embedding.
+
+    The position embedding keeps the (unused) class-token slot of the pretrained checkpoints and is resampled
+    bicubically for token grids other than the training one.
+    """
+
+    def __init__(self, img_size: Tuple[int, int] = (448, 448), patch_size: Tuple[int, int] = (16, 16),
+                 embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, granularity: bool = False):
+        super().__init__()
+        self.patch_size = tuple(patch_size)
+        self.patch_embed = PatchEmbed(img_size=tuple(img_size), patch_size=self.patch_size, in_chans=3,
+                                      embed_dim=embed_dim, strict_img_size=False)
+        self.grid_size = tuple(self.patch_embed.grid_size)
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid_size[0] * self.grid_size[1], embed_dim))
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias) for _ in range(depth))
+        self.global_blocks = global_attention_blocks(depth)
+        self.gra_embed = nn.Embedding(NUM_GRANULARITY_LEVELS, embed_dim) if granularity else None
+        self._pos_cache = None
+
+    def position_embedding(self, grid: Tuple[int, int]) -> torch.Tensor:
+        """1 x (H*W) x C position embedding for a token grid (class slot dropped)."""
+        if grid == self.grid_size:
+            return self.pos_embed[:, 1:]
+        if torch.is_grad_enabled():
+            return self._resample_pos_embed(grid)
+        key = (grid, self.pos_embed._version, self.pos_embed.data_ptr())
+        if self._pos_cache is None or self._pos_cache[0] != key:
+            self._pos_cache = (key, self._resample_pos_embed(grid))
+        return self._pos_cache[1]
+
+    def _resample_pos_embed(self, grid: Tuple[int, int]) -> torch.Tensor:
+        return resample_abs_pos_embed(self.pos_embed[:, 1:], new_size=list(grid), old_size=list(self.grid_size),
+                                      num_prefix_tokens=0, interpolation="bicubic", antialias=False)
+
+    def forward(self, image: torch.Tensor, extra_tokens: torch.Tensor, gra: Optional[torch.Tensor] = None,
+                phrase_tokens: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """Encode an image.
+
+        Args:
+            image: B x 3 x H x W normalised image, H and W multiples of the patch size.
+            extra_tokens: B x N x C click tokens added to the patch tokens.
+            gra: B granularities in [0, 1], or None.
+            phrase_tokens: B x C phrase embeddings, or None.
+        Returns:
+            B x N x C tokens and the token grid (H/16, W/16).
+        """
+        x = self.patch_embed(image)
+        grid = (image.shape[-2] // self.patch_size[0], image.shape[-1] // self.patch_size[1])
+        x = x + extra_tokens
+        if gra is not None:
+            if self.gra_embed is None:
+                raise ValueError("this model has no granularity input (it is not a GraCo model)")
+            x = x + self.gra_embed(granularity_index(gra.reshape(-1))).unsqueeze(1)
+        if phrase_tokens is not None:
+            x = x + phrase_tokens.unsqueeze(1)
+        x = x + self.position_embedding(grid)
+
+        windows = window_grid(grid, self.patch_size)
+        in_windows = False
+        for block, is_global in zip(self.blocks, self.global_blocks):
+            if is_global == in_windows:
+                x = from_windows(x, grid, windows) if in_windows else to_windows(x, grid, windows)
+                in_windows = not in_windows
+            x = block(x)
+        if in_windows:
+            x = from_windows(x, grid, windows)
+        return x, grid

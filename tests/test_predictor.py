@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+
+from isegm.inference.clicker import Click, Clicker
+from isegm.inference.predictors import BasePredictor, get_predictor
+from isegm.model.phrase_encoder import PhraseEncoderUnavailable
+
+
+@pytest.fixture
+def predictor(tiny_model, rgb_image):
+    predictor = get_predictor(tiny_model, "NoBRS", "cpu", prob_thresh=0.49, with_flip=True,
+                              zoom_in_params={"skip_clicks": -1, "target_size": (224, 224)})
+    predictor.set_input_image(rgb_image)
+    return predictor
+
+
+def clicks(*items):
+    clicker = Clicker()
+    for positive, coords in items:
+        clicker.add_click(Click(positive, coords))
+    return clicker
+
+
+def test_prediction_is_probability_map_of_image_size(predictor, rgb_image):
+    probs = predictor.get_prediction(clicks((True, (60, 80)), (False, (10, 10))))
+    assert isinstance(predictor, BasePredictor)
+    assert probs.shape == rgb_image.shape[:2] and probs.dtype == np.float32
+    assert 0 <= probs.min() and probs.max() <= 1
+    assert predictor.prev_prediction.shape == (1, 1, 120, 160)
+
+
+def test_granularity_changes_the_prediction(predictor, rgb_image):
+    a = predictor.get_prediction(clicks((True, (60, 80))), gra=0.1)
+    predictor.set_input_image(rgb_image)
+    b = predictor.get_prediction(clicks((True, (60, 80))), gra=1.0)
+    assert np.abs(a - b).max() > 1e-4
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.zeros((50, 60), np.uint8), "grayscale"),
+    (np.zeros((50, 60, 1), np.uint8), "grayscale"),
+    (np.zeros((50, 60, 4), np.uint8), "RGBA"),
+    (np.zeros((50, 60, 3), np.float32), "uint8"),
+    (np.zeros((2, 50, 60, 3), np.uint8), "H x W x 3"),
+    (torch.zeros(3, 50, 60), "not a tensor"),
+])
+def test_bad_images_are_refused(predictor, image, message):
+    with pytest.raises(ValueError, match=message):
+        predictor.set_input_image(image)
+
+
+@pytest.mark.parametrize("coords", [(120, 5), (5, 160), (-1, 5), (5, -3)])
+def test_clicks_outside_the_image_are_refused(predictor, coords):
+    with pytest.raises(ValueError, match="outside the 120 x 160 image"):
+        predictor.get_prediction(clicks((True, coords)))
+
+
+def test_bad_signals_are_refused(predictor):
+    with pytest.raises(ValueError, match="granularity must be"):
+        predictor.get_prediction(clicks((True, (5, 5))), gra=1.5)
+    with pytest.raises(ValueError, match="not both"):
+        predictor.get_prediction(clicks((True, (5, 5))), gra=0.5, phrase="head")
+    with pytest.raises(ValueError, match="empty"):
+        predictor.get_prediction(clicks((True, (5, 5))), phrase="  ")
+
+
+def test_phrase_without_clip_weights_says_what_is_missing(predictor):
+    with pytest.raises(PhraseEncoderUnavailable, match="ViT-B-32.pt.*--clip-weights"):
+        predictor.get_prediction(clicks((True, (5, 5))), phrase="head")
+
+
+def test_prediction_needs_an_image(tiny_model):
+    with pytest.raises(ValueError, match="set_input_image"):
+        get_predictor(tiny_model, "NoBRS", "cpu").get_prediction(clicks((True, (5, 5))))
+
+
+def test_only_nobrs_mode(tiny_model):
+    with pytest.raises(ValueError, match="only 'NoBRS'"):
+        get_predictor(tiny_model, "f-BRS-B", "cpu")

@@ -1,0 +1,58 @@
+import numpy as np
+import torch
+
+from isegm.inference.clicker import Click
+from isegm.inference.transforms import AddHorizontalFlip, ZoomIn
+
+
+def test_first_click_uses_whole_image_resized_to_target():
+    zoom = ZoomIn(skip_clicks=-1, target_size=(448, 448))
+    image = torch.rand(1, 4, 300, 400)
+    out, clicks = zoom.transform(image, [[Click(True, (150, 200), indx=0)]])
+    assert out.shape == (1, 4, 448, 448) and zoom._object_roi == (0, 299, 0, 399) and zoom.image_changed
+    assert clicks[0][0].coords == (448 * 150 / 300, 448 * 200 / 400)
+
+
+def test_crop_follows_previous_prediction_with_min_size_and_expansion():
+    zoom = ZoomIn(skip_clicks=-1, target_size=(224, 224))
+    image = torch.rand(1, 4, 600, 800)
+    zoom.transform(image, [[Click(True, (310, 410), indx=0)]])  # whole image first
+    probs = np.zeros((1, 1, 600, 800), np.float32)
+    probs[0, 0, 300:320, 400:420] = 0.9
+    zoom._prev_probs = probs
+    out, clicks = zoom.transform(image, [[Click(True, (310, 410), indx=0)]])
+    # box rows 300..319, cols 400..419; 1.4x is below the 200-px minimum; Python rounding of x.5 to even
+    assert zoom._object_roi == (210, 410, 310, 510) and zoom.image_changed
+    assert out.shape == (1, 4, 224, 224)
+    assert clicks[0][0].coords == (224 * (310 - 210) / 201, 224 * (410 - 310) / 201)
+
+
+def test_crop_is_kept_while_clicks_inside_and_iou_high():
+    zoom = ZoomIn(skip_clicks=-1, target_size=(224, 224))
+    image = torch.rand(1, 4, 600, 800)
+    zoom._object_roi = (200, 420, 300, 520)
+    zoom._prev_probs = np.zeros((1, 1, 600, 800), np.float32)
+    zoom._prev_probs[0, 0, 300:320, 400:420] = 0.9
+    zoom.transform(image, [[Click(True, (310, 410), indx=0)]])
+    assert zoom._object_roi == (200, 420, 300, 520) and not zoom.image_changed
+    zoom.transform(image, [[Click(True, (310, 410), indx=0), Click(True, (100, 100), indx=1)]])
+    assert zoom._object_roi != (200, 420, 300, 520) and zoom.image_changed  # a positive click left the crop
+
+
+def test_inverse_pastes_crop_into_zeros():
+    zoom = ZoomIn(skip_clicks=-1, target_size=(224, 224))
+    zoom._object_roi = (10, 59, 20, 69)
+    zoom._prev_probs = np.zeros((1, 1, 100, 100), np.float32)
+    full = zoom.inv_transform(torch.ones(1, 1, 224, 224))
+    assert full.shape == (1, 1, 100, 100)
+    torch.testing.assert_close(full[0, 0, 10:60, 20:70], torch.ones(50, 50))
+    assert full[0, 0, :10].sum() == 0 and full[0, 0, :, 70:].sum() == 0
+
+
+def test_flip_averages_mirrored_halves():
+    flip = AddHorizontalFlip()
+    image = torch.arange(12.0).view(1, 1, 3, 4)
+    doubled, clicks = flip.transform(image, [[Click(True, (1, 0), indx=0)]])
+    assert doubled.shape == (2, 1, 3, 4) and clicks[1][0].coords == (1, 3)
+    logits = torch.stack([torch.zeros(1, 3, 4), torch.ones(1, 3, 4)])
+    assert torch.equal(flip.inv_transform(logits), torch.full((1, 1, 3, 4), 0.5))
