@@ -49,15 +49,22 @@ class SegmentationHead(nn.Module):
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
-        """Four maps, finest first -> B x num_classes x H0 x W0 logits (H0 x W0: finest size times upsample)."""
+        """Four maps, finest first -> B x num_classes x H0 x W0 logits (H0 x W0: finest size times upsample).
+
+        The fusion conv acts on the concatenation of the resized maps; being linear per pixel, it is applied to
+        each coarse map before its (linear) bilinear resize, which gives the same result with far less work than
+        convolving the full-resolution concatenation.
+        """
         size = features[0].shape[-2:]
-        outs = []
-        for conv, x in zip(self.convs, features):
-            y = conv(x)
+        fusion = self.fusion_conv.conv
+        weights = fusion.weight.split(fusion.weight.shape[1] // len(self.convs), dim=1)
+        out = None
+        for conv, weight, x in zip(self.convs, weights, features):
+            y = F.conv2d(conv(x), weight)
             if y.shape[-2:] != size:
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
-            outs.append(y)
-        out = self.fusion_conv(torch.cat(outs, dim=1))
+            out = y if out is None else out + y
+        out = F.relu(out + fusion.bias.view(1, -1, 1, 1))
         if self.upsample != "x1":
             out = self.up_conv1(out)
         if self.upsample == "x4":

@@ -82,7 +82,7 @@ class PhraseEncoder(nn.Module):
         super().__init__()
         self.phrase2gra_proj = nn.Linear(clip_dim, out_dim)
         self.text: Optional[nn.Module] = None
-        self.clip_weights: Optional[Path] = None
+        self.clip_weights: Optional[Union[str, Path]] = None
         self._tokenizer = None
 
     @property
@@ -91,17 +91,20 @@ class PhraseEncoder(nn.Module):
 
     def load_clip_weights(self, path: Union[str, Path]) -> None:
         """Build the CLIP ViT-B/32 text tower from ``path`` (see :func:`read_clip_text_weights`)."""
-        state = read_clip_text_weights(path)
+        self.load_clip_state(read_clip_text_weights(path), source=Path(path))
+
+    def load_clip_state(self, state: Dict[str, torch.Tensor], source: Union[str, Path] = "state dict") -> None:
+        """Build the CLIP ViT-B/32 text tower from text-tower tensors with OpenAI's names."""
         config = open_clip.get_model_config(CLIP_MODEL)
         text = _build_text_tower(config["embed_dim"], config["text_cfg"], quick_gelu=config["quick_gelu"])
-        missing, unexpected = text.load_state_dict(state, strict=False)
+        missing, _ = text.load_state_dict(state, strict=False)
         if missing:
-            raise ValueError(f"{path}: CLIP text weights lack {len(missing)} tensors, e.g. {missing[0]}")
+            raise ValueError(f"{source}: CLIP text weights lack {len(missing)} tensors, e.g. {missing[0]}")
         text.requires_grad_(False)
         text.eval()
         self.text = text.to(self.phrase2gra_proj.weight.device)
-        self.clip_weights = Path(path)
-        logger.info("loaded CLIP text weights from %s", path)
+        self.clip_weights = source
+        logger.info("loaded CLIP text weights from %s", source)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -47,3 +47,29 @@ def seeded_clip_text_state(seed: int = 0) -> Dict[str, torch.Tensor]:
     config = open_clip.get_model_config(CLIP_MODEL)
     text = _build_text_tower(config["embed_dim"], config["text_cfg"], quick_gelu=True)
     return seeded_state_dict({k: v.shape for k, v in text.state_dict().items()}, seed)
+
+
+def build_seeded_model(cfg, lora_checkpoint=None, clip_text: bool = False, seed: int = 0):
+    """A GraCo model (eval mode) with a seeded base, the LoRA weights of ``lora_checkpoint`` (a published or
+    project file; seeded when None) and, with ``clip_text``, a seeded CLIP text tower."""
+    from ..model import GraCoModel
+    from .checkpoint import assign_weights, convert_published_state, read_checkpoint, to_published_state
+
+    model = GraCoModel(cfg)
+    keys = model.state_dict().keys()
+    sources = [("seeded base", convert_published_state(seeded_published_base(cfg, seed), keys, cfg))]
+    if lora_checkpoint is not None:
+        state, _ = read_checkpoint(lora_checkpoint)
+        if not str(lora_checkpoint).endswith(".safetensors"):
+            state = convert_published_state(state, keys, cfg)
+        sources.append((lora_checkpoint, state))
+    else:
+        trainable = to_published_state({k: v for k, v in model.state_dict().items()
+                                        if k in model.trainable_parameters()})
+        seeded = seeded_state_dict({k: v.shape for k, v in trainable.items()}, seed)
+        sources.append(("seeded LoRA", convert_published_state(seeded, keys, cfg)))
+    assign_weights(model, sources)
+    if clip_text and model.phrase_encoder is not None:
+        model.phrase_encoder.load_clip_state(seeded_clip_text_state(seed), source="seeded CLIP")
+    model.requires_grad_(False)
+    return model.eval()
