@@ -111,7 +111,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2, help="click sequences per variant (after a warm-up)")
-    parser.add_argument("--bf16", action="store_true", help="also time the bf16 autocast mode and report its error")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time the bf16 mode (weights in bfloat16, autocast) and report its error")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -142,6 +143,7 @@ def main():
     print(f"ratio          : {project_s / baseline_s:.3f} (project / baseline)")
     print(f"max |prob difference| project vs baseline over {len(CLICKS)} clicks: {error:.2e}")
     if args.bf16:
+        model.to(torch.bfloat16)
         bf16_s, bf16_probs = measure("bf16")
         bf16_error = max(float(np.abs(a - b).max()) for a, b in zip(project_probs, bf16_probs))
         mask_flip = max(float(((a > 0.5) != (b > 0.5)).mean()) for a, b in zip(project_probs, bf16_probs))

@@ -56,3 +56,38 @@ def test_flip_averages_mirrored_halves():
     assert doubled.shape == (2, 1, 3, 4) and clicks[1][0].coords == (1, 3)
     logits = torch.stack([torch.zeros(1, 3, 4), torch.ones(1, 3, 4)])
     assert torch.equal(flip.inv_transform(logits), torch.full((1, 1, 3, 4), 0.5))
+
+
+def test_zoom_in_matches_published_reference():
+    """Crop boxes, transformed clicks, crop images and pasted-back maps equal those of the published ZoomIn driven
+    by a synthetic previous prediction (fixtures/published_parity.npz, zoomunit__*)."""
+    import cv2
+
+    from conftest import FIXTURES
+    from isegm.inference.clicker import Clicker
+
+    ref = np.load(FIXTURES / "published_parity.npz")
+    rgb = ref["image"]
+    height, width = rgb.shape[:2]
+    mask = np.zeros((height, width), np.uint8)
+    cv2.ellipse(mask, (200, 150), (80, 55), 0, 0, 360, 1, -1)
+    cv2.rectangle(mask, (235, 190), (265, 265), 1, -1)
+    synthetic = torch.from_numpy(mask.astype(np.float32) * 0.9 + 0.05)[None, None]
+    image = torch.cat([torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255, torch.zeros(1, 1, height, width)], 1)
+    zoom = ZoomIn(skip_clicks=-1, target_size=(448, 448))
+    clicker = Clicker()
+    for k, (positive, coords) in enumerate([(True, (150, 200)), (False, (100, 120)), (True, (200, 260))], 1):
+        clicker.add_click(Click(positive, coords))
+        crop, clicks = zoom.transform(image, [clicker.get_clicks()])
+        rmin, rmax, cmin, cmax = zoom._object_roi
+        prediction = torch.nn.functional.interpolate(synthetic[:, :, rmin:rmax + 1, cmin:cmax + 1],
+                                                     size=crop.shape[2:], mode="bilinear", align_corners=True)
+        pasted = zoom.inv_transform(prediction)
+        key = f"zoomunit__click{k}__"
+        assert tuple(zoom._object_roi) == tuple(ref[key + "roi"])
+        assert zoom.image_changed == bool(ref[key + "image_changed"])
+        np.testing.assert_allclose([[c.coords[0], c.coords[1], c.is_positive] for c in clicks[0]], ref[key + "clicks"],
+                                   rtol=0, atol=1e-9)
+        np.testing.assert_allclose(crop[:, :, 3::16, 3::16].numpy(), ref[key + "roi_image"], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(pasted[0, 0, 5::10, 5::10].numpy(), ref[key + "inv"], rtol=0, atol=1e-6)
+    assert zoom._object_roi != (0, height - 1, 0, width - 1)  # the crop path was exercised

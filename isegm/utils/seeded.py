@@ -1,8 +1,9 @@
 """Seeded random weights keyed by tensor name, for tests and benchmarks that need a reproducible model without
 the real weights. A tensor's values depend only on its name, shape and the seed, not on the order of creation,
 so two implementations with the same parameter names get the same weights."""
+import re
 import zlib
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
@@ -37,8 +38,14 @@ def seeded_published_base(cfg, seed: int = 0) -> Dict[str, torch.Tensor]:
     return seeded_state_dict(shapes, seed)
 
 
-def seeded_clip_text_state(seed: int = 0) -> Dict[str, torch.Tensor]:
-    """CLIP ViT-B/32 text-tower tensors (OpenAI names), seeded by name."""
+# CLIP entries that OpenAI's release stores in float16 (matrices and biases of the linear layers)
+_CLIP_FP16_ENTRY = re.compile(r"^text_projection$|\.(attn\.in_proj_|attn\.out_proj\.|mlp\.c_fc\.|mlp\.c_proj\.)")
+
+
+def seeded_clip_text_state(seed: int = 0, fp16_like_release: bool = False) -> Dict[str, torch.Tensor]:
+    """CLIP ViT-B/32 text-tower tensors (OpenAI names), seeded by name; with ``fp16_like_release`` the entries
+    that the official release stores in float16 are rounded to float16 values, as any model built from that
+    release sees them."""
     import open_clip
     from open_clip.model import _build_text_tower
 
@@ -46,18 +53,27 @@ def seeded_clip_text_state(seed: int = 0) -> Dict[str, torch.Tensor]:
 
     config = open_clip.get_model_config(CLIP_MODEL)
     text = _build_text_tower(config["embed_dim"], config["text_cfg"], quick_gelu=True)
-    return seeded_state_dict({k: v.shape for k, v in text.state_dict().items()}, seed)
+    state = seeded_state_dict({k: v.shape for k, v in text.state_dict().items()}, seed)
+    if fp16_like_release:
+        state = {k: v.half().float() if _CLIP_FP16_ENTRY.search(k) else v for k, v in state.items()}
+    return state
 
 
-def build_seeded_model(cfg, lora_checkpoint=None, clip_text: bool = False, seed: int = 0):
+def build_seeded_model(cfg, lora_checkpoint=None, clip_text: bool = False, seed: int = 0,
+                       overrides: Optional[Dict[str, float]] = None):
     """A GraCo model (eval mode) with a seeded base, the LoRA weights of ``lora_checkpoint`` (a published or
-    project file; seeded when None) and, with ``clip_text``, a seeded CLIP text tower."""
+    project file; seeded when None) and, with ``clip_text``, a seeded CLIP text tower (float16-rounded like the
+    release). ``overrides`` adds constants to base entries (published names), e.g. ``{"head.conv_seg.bias": -5}``
+    to move the seeded model's logits away from saturation."""
     from ..model import GraCoModel
     from .checkpoint import assign_weights, convert_published_state, read_checkpoint, to_published_state
 
     model = GraCoModel(cfg)
     keys = model.state_dict().keys()
-    sources = [("seeded base", convert_published_state(seeded_published_base(cfg, seed), keys, cfg))]
+    base = seeded_published_base(cfg, seed)
+    for name, offset in (overrides or {}).items():
+        base[name] = base[name] + offset
+    sources = [("seeded base", convert_published_state(base, keys, cfg))]
     if lora_checkpoint is not None:
         state, _ = read_checkpoint(lora_checkpoint)
         if not str(lora_checkpoint).endswith(".safetensors"):
@@ -70,6 +86,7 @@ def build_seeded_model(cfg, lora_checkpoint=None, clip_text: bool = False, seed:
         sources.append(("seeded LoRA", convert_published_state(seeded, keys, cfg)))
     assign_weights(model, sources)
     if clip_text and model.phrase_encoder is not None:
-        model.phrase_encoder.load_clip_state(seeded_clip_text_state(seed), source="seeded CLIP")
+        model.phrase_encoder.load_clip_state(seeded_clip_text_state(seed, fp16_like_release=True),
+                                             source="seeded CLIP")
     model.requires_grad_(False)
     return model.eval()

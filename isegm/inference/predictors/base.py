@@ -45,8 +45,9 @@ class BasePredictor:
     def __init__(self, model, device: Union[str, torch.device], net_clicks_limit: Optional[int] = None,
                  with_flip: bool = False, zoom_in: Optional[ZoomIn] = None, max_size: Optional[int] = None,
                  precision: str = "fp32", **kwargs):
-        """``precision``: ``'fp32'`` (default, matches the published outputs) or ``'bf16'`` (autocast; faster on
-        GPUs and on CPUs with bf16 instructions; probabilities then differ from fp32 by up to about 1e-2)."""
+        """``precision``: ``'fp32'`` (default, matches the published outputs) or ``'bf16'`` (bfloat16 autocast;
+        probabilities then differ from fp32 by a few 1e-2 at most). For the full bf16 speed also convert the
+        model's weights once with ``model.to(torch.bfloat16)``."""
         if kwargs:
             raise TypeError(f"unexpected predictor parameters: {', '.join(sorted(kwargs))}")
         if precision not in PRECISIONS:
