@@ -66,3 +66,8 @@ def rgb_image() -> np.ndarray:
     image = np.zeros((120, 160, 3), np.uint8)
     image[30:90, 40:120] = (200, 60, 40)
     return np.clip(image + rng.integers(0, 30, image.shape), 0, 255).astype(np.uint8)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in __import__("sys").path:
+    __import__("sys").path.insert(0, str(ROOT))

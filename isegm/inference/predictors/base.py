@@ -1,4 +1,5 @@
 """The interactive predictor: owns the image, the previous prediction and the zoom-in state of one session."""
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
@@ -10,6 +11,15 @@ from ..clicker import Click, Clicker
 from ..transforms import AddHorizontalFlip, LimitLongestSide, SigmoidForPred, ZoomIn
 
 PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class ModelRequest:
+    """One session's transformed model input: B x C x h x w image (B = 2 with flip), its click lists, signal."""
+    image: torch.Tensor
+    clicks_lists: List[List[Click]]
+    gra: Optional[float]
+    tokens: Optional[torch.Tensor]
 
 
 def check_rgb_image(image) -> np.ndarray:
@@ -64,6 +74,7 @@ class BasePredictor:
         self.transforms.append(SigmoidForPred())
         if with_flip:
             self.transforms.append(AddHorizontalFlip())
+        self.max_size = max_size
         self.original_image: Optional[torch.Tensor] = None
         self.prev_prediction: Optional[torch.Tensor] = None
 
@@ -86,6 +97,21 @@ class BasePredictor:
             gra: granularity in [0, 1] (slider), or None.
             phrase: a part name such as ``"head"`` (or 1 x 77 CLIP tokens), or None.
         """
+        request = self.prepare(clicker, prev_mask=prev_mask, gra=gra, phrase=phrase)
+        probs = self.finish(self.forward([request])[0])
+        if self.zoom_in is not None and self.zoom_in.check_possible_recalculation():
+            return self.get_prediction(clicker, gra=gra, phrase=phrase)
+        return probs
+
+    def spawn(self) -> "BasePredictor":
+        """A new predictor with the same model and settings and its own (empty) session state."""
+        zoom_in = None if self.zoom_in is None else ZoomIn(**self.zoom_in.params)
+        return BasePredictor(self.net, self.device, net_clicks_limit=self.net_clicks_limit, with_flip=self.with_flip,
+                             zoom_in=zoom_in, max_size=self.max_size, precision=self.precision)
+
+    def prepare(self, clicker: Clicker, prev_mask: Optional[torch.Tensor] = None, gra: Optional[float] = None,
+                phrase: Optional[Union[str, torch.Tensor]] = None) -> "ModelRequest":
+        """Validate the request and apply the input transforms (zoom-in, flip); see :meth:`get_prediction`."""
         if self.original_image is None:
             raise ValueError("call set_input_image before get_prediction")
         if gra is not None and phrase is not None:
@@ -95,7 +121,6 @@ class BasePredictor:
         clicks = clicker.get_clicks()
         self._check_clicks(clicks)
         tokens = self._phrase_tokens(phrase)
-
         input_image = self.original_image
         if prev_mask is None:
             prev_mask = self.prev_prediction
@@ -104,19 +129,40 @@ class BasePredictor:
         image_nd, clicks_lists = input_image, [clicks]
         for transform in self.transforms:
             image_nd, clicks_lists = transform.transform(image_nd, clicks_lists)
+        return ModelRequest(image_nd, clicks_lists, gra, tokens)
 
+    def forward(self, requests: List["ModelRequest"]) -> List[torch.Tensor]:
+        """Run the model once on several prepared requests (same crop size and signal kind) and return each
+        request's logits, resized to its input."""
+        images = torch.cat([r.image for r in requests])
+        points = self.get_points_nd([clicks for r in requests for clicks in r.clicks_lists])
+        gras = [r.gra for r in requests]
+        gra_nd = None
+        if any(g is not None for g in gras):
+            if any(g is None for g in gras):
+                raise ValueError("a batch mixes requests with and without a granularity")
+            gra_nd = torch.tensor([g for r in requests for g in [r.gra] * r.image.shape[0]], dtype=torch.float32,
+                                  device=self.device)
+        tokens = requests[0].tokens
+        if any((r.tokens is None) != (tokens is None) or (tokens is not None and not torch.equal(r.tokens, tokens))
+               for r in requests):
+            raise ValueError("a batch mixes different phrases")
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                     enabled=self.precision == "bf16"):
-            gra_nd = None if gra is None else torch.tensor([gra], dtype=torch.float32, device=self.device)
-            logits = self.net(image_nd, self.get_points_nd(clicks_lists), gra_nd, tokens)["instances"]
-        prediction = logits.float()
-        if prediction.shape[2:] != image_nd.shape[2:]:
-            prediction = F.interpolate(prediction, size=image_nd.shape[2:], mode="bilinear", align_corners=True)
+            logits = self.net(images, points, gra_nd, tokens)["instances"].float()
+        out = []
+        for request, part in zip(requests, logits.split([r.image.shape[0] for r in requests])):
+            if part.shape[2:] != request.image.shape[2:]:
+                part = F.interpolate(part, size=request.image.shape[2:], mode="bilinear", align_corners=True)
+            out.append(part)
+        return out
+
+    def finish(self, logits: torch.Tensor) -> np.ndarray:
+        """Apply the inverse transforms to this session's logits, keep them as the previous prediction and return
+        the H x W probability map."""
+        prediction = logits
         for transform in reversed(self.transforms):
             prediction = transform.inv_transform(prediction)
-
-        if self.zoom_in is not None and self.zoom_in.check_possible_recalculation():
-            return self.get_prediction(clicker, gra=gra, phrase=phrase)
         self.prev_prediction = prediction
         return prediction.cpu().numpy()[0, 0].astype(np.float32)
 

@@ -22,6 +22,9 @@ class ZoomIn(BaseTransform):
                  expansion_ratio: float = 1.4, min_crop_size: int = 200, recompute_thresh_iou: float = 0.5,
                  prob_thresh: float = 0.50):
         super().__init__()
+        self.params = dict(target_size=target_size, skip_clicks=skip_clicks, expansion_ratio=expansion_ratio,
+                           min_crop_size=min_crop_size, recompute_thresh_iou=recompute_thresh_iou,
+                           prob_thresh=prob_thresh)
         self.target_size = tuple(target_size) if isinstance(target_size, (list, tuple)) else target_size
         self.min_crop_size = min_crop_size
         self.skip_clicks = skip_clicks

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Complementarity of the two control signals (GraCo ViT-B): for the parts of the published study, the slider at
+# fixed granularities 0.2..0.7 against the phrase naming the part. Writes outputs/analysis/complementarity.md
+# (one table) and complementarity.png (one plot). DEVICE="--cpu" bash analysis.sh to run on the CPU.
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/setup_env.sh
+DEVICE=${DEVICE:---gpus 0}
+CONFIG=${CONFIG:-config.yml}
+BASE=weights/simpleclick/sbd_vit_base.pth; LORA=weights/graco/GraCo_base_lora.pth
+OUT=${OUT:-outputs/analysis}
+python scripts/check_paths.py --config "$CONFIG" --datasets PascalPart,PartImageNet --weights "$BASE,$LORA"
+run() { python evaluate.py NoBRS --config-path "$CONFIG" $DEVICE --checkpoint "$BASE" --lora_checkpoint "$LORA" "$@"; }
+
+declare -A PARTS=([PascalPart]="head wheel torso" [PartImageNet]="head body foot")
+for dataset in PascalPart PartImageNet; do
+  for part in ${PARTS[$dataset]}; do
+    for gra in 0.2 0.3 0.4 0.5 0.6 0.7; do
+      run --datasets "$dataset" --part-name "$part" --gra "$gra" --logs-path "$OUT/$dataset/$part/gra$gra"
+    done
+    run --datasets "$dataset" --part-name "$part" --phrase "$part" --logs-path "$OUT/$dataset/$part/phrase"
+  done
+done
+python scripts/complementarity.py "$OUT"

@@ -1,0 +1,319 @@
+"""NoC evaluation of SimpleClick / GraCo models on interactive-segmentation benchmarks.
+
+    python evaluate.py NoBRS --checkpoint weights/simpleclick/sbd_vit_base.pth \\
+        --lora_checkpoint weights/graco/GraCo_base_lora.pth --datasets GrabCut,Berkeley --graco --cpu
+
+Prints the results table (NoC@80/85/90, IoU@1, >=20@85/90, seconds per click) and writes it, per dataset as soon
+as the dataset is done, to LOGS/<checkpoint>/<eval-mode>_NoBRS_<n-clicks>.txt with a JSON summary beside it.
+"""
+import argparse
+import json
+import logging
+import pickle
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+import yaml
+from easydict import EasyDict
+from tqdm import tqdm
+
+from isegm.data.datasets import DatasetError, SampleError, get_dataset
+from isegm.inference.evaluation import GRANULARITIES, evaluate_sample, evaluate_sample_oracle
+from isegm.inference.metrics import compute_noc_metric, get_time_metrics, noc
+from isegm.inference.predictors import get_predictor
+from isegm.inference.utils import load_is_model
+from isegm.model.granularity import check_granularity
+from isegm.model.phrase_encoder import PhraseEncoderUnavailable
+from isegm.utils.checkpoint import CheckpointError
+from isegm.utils.vis import draw_probmap, draw_with_blend_and_clicks, miou_curve, plot_miou_curves
+
+logger = logging.getLogger("evaluate")
+PART_DATASETS = ("PascalPart", "PartImageNet")
+MODES = ("NoBRS",)
+
+
+class UsageError(ValueError):
+    """A command-line or config problem, reported in one line."""
+
+
+def parse_args(argv: Optional[List[str]] = None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["NoBRS", "RGB-BRS", "DistMap-BRS", "f-BRS-A", "f-BRS-B", "f-BRS-C"],
+                        help="prediction mode (only NoBRS is provided)")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--checkpoint", default="", help="base checkpoint: a path, or a name under "
+                                                        "INTERACTIVE_MODELS_PATH (extension optional)")
+    group.add_argument("--exp-path", default="", help="experiment folder under EXPS_PATH (optionally "
+                                                      "EXP:CHECKPOINT_PREFIX); evaluates its checkpoints")
+    parser.add_argument("--lora_checkpoint", default=None, help="GraCo LoRA checkpoint")
+    parser.add_argument("--clip-weights", default=None, help="CLIP ViT-B/32 weights for --phrase")
+    parser.add_argument("--datasets", default="GrabCut,Berkeley,SBD,DAVIS", help="comma-separated: GrabCut, "
+                        "Berkeley, DAVIS, SBD, SBD_Train, PascalVOC, PascalPart, PartImageNet, SA1B, BraTS, ssTEM, OAIZIB")
+    device = parser.add_mutually_exclusive_group()
+    device.add_argument("--gpus", default="0", help="GPU id")
+    device.add_argument("--cpu", action="store_true", help="run on the CPU")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--target-iou", type=float, default=0.90, help="target IoU of the NoC loop (>= 0.8)")
+    target.add_argument("--iou-analysis", action="store_true", help="run all clicks and plot mIoU per click")
+    parser.add_argument("--n-clicks", type=int, default=20, help="maximum clicks per sample")
+    parser.add_argument("--min-n-clicks", type=int, default=1, help="minimum clicks per sample")
+    parser.add_argument("--thresh", type=float, default=0.5, help="probability threshold of the masks")
+    parser.add_argument("--clicks-limit", type=int, default=None, help="clicks given to the network (-1: n-clicks)")
+    parser.add_argument("--eval-mode", default="cvpr", help="cvpr (448, DAVIS 672), fixed<h> or fixed<h>,<w>")
+    parser.add_argument("--save-ious", action="store_true", help="pickle the per-sample IoU lists")
+    parser.add_argument("--print-ious", action="store_true", help="print mIoU after each click")
+    parser.add_argument("--vis-preds", action="store_true", help="save a picture of every prediction")
+    parser.add_argument("--class-name", default=None, help="PascalPart/PartImageNet: only this object class")
+    parser.add_argument("--part-name", default=None, help="PascalPart/PartImageNet: only this part")
+    signal = parser.add_mutually_exclusive_group()
+    signal.add_argument("--graco", action="store_true", help="oracle granularity (best of 0.1..1.0 per sample)")
+    signal.add_argument("--gra", type=float, default=None, help="fixed granularity (slider) in [0, 1]")
+    signal.add_argument("--phrase", default=None, help="fixed phrase (needs CLIP weights)")
+    parser.add_argument("--clean-oracle", action="store_true",
+                        help="with --graco: fresh zoom-in state per granularity, all granularities batched "
+                             "(default: the published carry-over, sequential)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the PascalPart / SA-1B subsets")
+    parser.add_argument("--subset-file", default=None, help="read the PascalPart / SA-1B sample ids from this file")
+    parser.add_argument("--model-name", default=None, help="name used in plots")
+    parser.add_argument("--config-path", default="./config.yml", help="dataset and weight paths")
+    parser.add_argument("--logs-path", default="", help="default: EXPS_PATH/evaluation_logs")
+    args = parser.parse_args(argv)
+
+    if args.mode not in MODES:
+        raise UsageError(f"mode {args.mode} is not provided: use NoBRS (a plain forward per click)")
+    if args.n_clicks < 1 or args.min_n_clicks < 1:
+        raise UsageError("--n-clicks and --min-n-clicks must be at least 1")
+    if args.gra is not None:
+        try:
+            check_granularity(args.gra)
+        except ValueError as error:
+            raise UsageError(f"--gra: {error}") from None
+    if args.clean_oracle and not args.graco:
+        raise UsageError("--clean-oracle only applies to --graco")
+    if args.cpu:
+        args.device = torch.device("cpu")
+    else:
+        if not torch.cuda.is_available():
+            raise UsageError("no CUDA device is available: pass --cpu")
+        args.device = torch.device(f"cuda:{args.gpus.split(',')[0]}")
+    if (args.iou_analysis or args.print_ious) and args.min_n_clicks <= 1:
+        args.target_iou = 1.01
+    else:
+        args.target_iou = max(0.8, args.target_iou)
+
+    config_path = Path(args.config_path)
+    if not config_path.is_file():
+        raise UsageError(f"config file {config_path} not found")
+    cfg = EasyDict(yaml.safe_load(config_path.read_text()) or {})
+    cfg.EXPS_PATH = Path(cfg.get("EXPS_PATH", "./experiments"))
+    args.logs_path = Path(args.logs_path) if args.logs_path else cfg.EXPS_PATH / "evaluation_logs"
+    return args, cfg
+
+
+def zoom_in_params(eval_mode: str, dataset_name: str) -> dict:
+    """cvpr: 448 x 448 crops (672 x 672 for DAVIS); fixed<h>[,<w>]: that size. The first click sees the whole image."""
+    if eval_mode == "cvpr":
+        size = (672, 672) if dataset_name == "DAVIS" else (448, 448)
+    elif eval_mode.startswith("fixed"):
+        try:
+            parts = [int(v) for v in eval_mode[5:].split(",")]
+        except ValueError:
+            raise UsageError(f"--eval-mode {eval_mode}: expected cvpr, fixed<h> or fixed<h>,<w>") from None
+        size = (parts[0], parts[-1])
+    else:
+        raise UsageError(f"--eval-mode {eval_mode}: expected cvpr, fixed<h> or fixed<h>,<w>")
+    return {"skip_clicks": -1, "target_size": size}
+
+
+def checkpoints_to_evaluate(args, cfg):
+    """The checkpoints, their logs folder and the prefix of the log names."""
+    if args.exp_path:
+        rel, _, prefix = args.exp_path.partition(":")
+        exp = cfg.EXPS_PATH / rel
+        if not exp.is_dir():
+            raise UsageError(f"experiment folder {exp} not found")
+        found = sorted([*exp.glob(f"checkpoints/{prefix}*.pth"), *exp.glob(f"checkpoints/{prefix}*.safetensors")],
+                       reverse=True)
+        if not found:
+            raise UsageError(f"no checkpoints matching {prefix}* in {exp / 'checkpoints'}")
+        logs_prefix = found[0].stem if prefix and len(found) == 1 else (f"all_{prefix}" if prefix else "all_checkpoints")
+        return found, args.logs_path / rel, logs_prefix
+    path = Path(args.checkpoint)
+    if not path.is_file():
+        base = Path(cfg.get("INTERACTIVE_MODELS_PATH", "./weights"))
+        candidates = [base / args.checkpoint, base / f"{args.checkpoint}.pth"]
+        candidates += sorted(base.rglob(f"{args.checkpoint}*.pth")) if base.is_dir() else []
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise UsageError(f"checkpoint {args.checkpoint} not found (nor under {base})")
+    return [path], args.logs_path / "others" / path.stem, ""
+
+
+def results_table(rows: List[dict], n_clicks: int, model_name: str) -> str:
+    header = (f'|{"BRS Type":^13}|{"Dataset":^11}|{"NoC@80%":^9}|{"NoC@85%":^9}|{"NoC@90%":^9}|{"IoU@1":^9}|'
+              f'{">=" + str(n_clicks) + "@85%":^9}|{">=" + str(n_clicks) + "@90%":^9}|{"SPC,s":^7}|{"Time":^9}|')
+    lines = [f"Eval results for model: {model_name}", "-" * len(header), header, "-" * len(header)]
+    return "\n".join(lines + [row["row"] for row in rows])
+
+
+def format_row(mode: str, dataset_name: str, noc_list, over_max, iou_first: float, spc: float, elapsed: float) -> str:
+    cell = lambda values, i, fmt: f"{values[i]:^9{fmt}}" if len(values) > i else f'{"?":^9}'  # noqa: E731
+    return (f"|{mode:^13}|{dataset_name:^11}|{cell(noc_list, 0, '.2f')}|{cell(noc_list, 1, '.2f')}|"
+            f"{cell(noc_list, 2, '.2f')}|{iou_first:^9.2f}|{cell(over_max, 1, '')}|{cell(over_max, 2, '')}|"
+            f"{spc:^7.3f}|{str(timedelta(seconds=int(elapsed))):^9}|")
+
+
+def vis_callback(folder: Path, thresh: float):
+    import cv2
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def callback(image, gt_mask, probs, sample_id, click_indx, clicks_list):
+        picture = np.concatenate([draw_with_blend_and_clicks(image, probs > thresh, clicks_list),
+                                  draw_probmap(probs)], axis=1)
+        name = str(sample_id).replace("/", "_").replace(":", "_")
+        cv2.imwrite(str(folder / f"{name}_{click_indx}.jpg"), picture[:, :, ::-1])
+    return callback
+
+
+def evaluate_dataset(dataset, dataset_name: str, predictor, args, target_iou: float, callback=None):
+    """Run the protocol on every object of every sample. Returns (all_ious, oracle gra indices, skipped, seconds)."""
+    all_ious, gra_indices, skipped = [], [], []
+    start = time.time()
+    progress = tqdm(range(len(dataset)), desc=dataset_name, unit="sample", dynamic_ncols=True)
+    for index in progress:
+        try:
+            sample = dataset.get_sample(index)
+        except SampleError as error:
+            logger.warning("skipped: %s", error)
+            skipped.append(str(error))
+            continue
+        for object_id in sample.objects_ids:
+            gt_mask = sample.gt_mask(object_id)
+            sample_id = f"{sample.sample_id}" if len(sample.objects_ids) == 1 else f"{sample.sample_id}#{object_id}"
+            kwargs = dict(max_iou_thr=target_iou, pred_thr=args.thresh, min_clicks=args.min_n_clicks,
+                          max_clicks=args.n_clicks, sample_id=sample_id, callback=callback)
+            if args.graco:
+                ious, gra_index = evaluate_sample_oracle(sample.image, gt_mask, predictor, clean=args.clean_oracle,
+                                                         batched=args.clean_oracle, **kwargs)
+                gra_indices.append(gra_index)
+            else:
+                _, ious, _ = evaluate_sample(sample.image, gt_mask, predictor, gra=args.gra, phrase=args.phrase,
+                                             **kwargs)
+            all_ious.append(ious)
+        if all_ious:
+            running = np.mean([noc(ious, min(target_iou, 1.0), args.n_clicks) for ious in all_ious])
+            progress.set_postfix(NoC=f"{running:.2f}", skipped=len(skipped))
+    return all_ious, gra_indices, skipped, time.time() - start
+
+
+def write_results(args, dataset_name, target_iou, results, logs_path: Path, logs_prefix: str, row_name: str,
+                  model_name: str, print_header: bool, single_model: bool, subset_file: Optional[Path]) -> None:
+    all_ious, gra_indices, skipped, elapsed = results
+    spc, _ = get_time_metrics(all_ious, elapsed)
+    iou_thrs = np.arange(0.8, min(0.95, target_iou) + 0.001, 0.05).tolist()
+    noc_list, _, over_max = compute_noc_metric(all_ious, iou_thrs, args.n_clicks)
+    iou_first = float(np.mean([ious[0] for ious in all_ious])) if all_ious else float("nan")
+    row = format_row(row_name, dataset_name, noc_list, over_max, iou_first, spc, elapsed)
+    if args.print_ious and all_ious:
+        shortest = min(len(x) for x in all_ious)
+        mean_ious = np.array([x[:shortest] for x in all_ious]).mean(axis=0)
+        row += "; " + " ".join(f"mIoU@{k}={mean_ious[k - 1]:.2%};" for k in range(1, min(shortest, 20) + 1))
+    elif int(round(target_iou * 100)) not in (80, 85, 90) and target_iou <= 1.0:
+        extra, _, extra_over = compute_noc_metric(all_ious, [target_iou], args.n_clicks)
+        row += f" NoC@{target_iou:.1%} = {extra[0]:.2f}; >={args.n_clicks}@{target_iou:.1%} = {extra_over[0]}"
+    footer = f"  {dataset_name}: {len(all_ious)} samples evaluated, {len(skipped)} skipped"
+    if print_header:
+        print(results_table([], args.n_clicks, model_name))
+    print(row)
+    print(footer)
+
+    name_prefix = f"{logs_prefix}_" if logs_prefix else ""
+    if logs_prefix and not single_model:
+        name_prefix += f"{dataset_name}_"
+    stem = f"{args.eval_mode}_{args.mode}_{args.n_clicks}"
+    log_path = logs_path / f"{name_prefix}{stem}.txt"
+    with open(log_path, "a") as handle:
+        if handle.tell() == 0:
+            handle.write(results_table([], args.n_clicks, model_name) + "\n")
+        handle.write(row + "\n" + footer + "\n")
+    summary = {"dataset": dataset_name, "model": model_name, "target_iou": target_iou, "noc_thresholds": iou_thrs,
+               "noc": noc_list, "over_max": over_max, "iou_first": iou_first, "seconds_per_click": spc,
+               "samples": len(all_ious), "skipped": skipped, "subset_file": str(subset_file) if subset_file else None,
+               "signal": ("oracle" + ("-clean" if args.clean_oracle else "")) if args.graco
+               else (f"gra={args.gra}" if args.gra is not None else (f"phrase={args.phrase}" if args.phrase else "none")),
+               "oracle_granularity": [GRANULARITIES[i] for i in gra_indices]}
+    (logs_path / f"{name_prefix}{dataset_name}_{stem}.json").write_text(json.dumps(summary, indent=2))
+    if args.save_ious and single_model:
+        ious_dir = logs_path / "ious" / logs_prefix
+        ious_dir.mkdir(parents=True, exist_ok=True)
+        with open(ious_dir / f"{dataset_name}_{stem}.pkl", "wb") as handle:
+            pickle.dump(all_ious, handle)
+    if args.iou_analysis:
+        plots = logs_path / "plots"
+        plots.mkdir(parents=True, exist_ok=True)
+        with open(plots / f"{name_prefix}{dataset_name}_{stem}.pickle", "wb") as handle:
+            pickle.dump({"dataset_name": dataset_name, "model_name": f"{model_name}_{args.mode}",
+                         "all_ious": all_ious}, handle)
+        plot_miou_curves({model_name: miou_curve(all_ious, args.n_clicks)},
+                         plots / f"{name_prefix}{dataset_name}_{stem}.png", f"{dataset_name}: mIoU per click")
+
+
+def run(args, cfg) -> None:
+    checkpoints, logs_path, logs_prefix = checkpoints_to_evaluate(args, cfg)
+    logs_path.mkdir(parents=True, exist_ok=True)
+    single_model = len(checkpoints) == 1
+    if args.iou_analysis and not single_model:
+        raise UsageError("--iou-analysis needs a single checkpoint")
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    datasets = {}
+    for name in names:  # every dataset is checked before any evaluation starts
+        try:
+            datasets[name] = get_dataset(name, cfg, class_name=args.class_name, part_name=args.part_name,
+                                         seed=args.seed, subset_file=args.subset_file)
+        except DatasetError:
+            raise
+        except ValueError as error:
+            raise UsageError(f"{name}: {error}") from None
+    clip_weights = args.clip_weights or (cfg.get("CLIP_WEIGHTS") if args.phrase else None)
+    models = [(path, load_is_model(path, args.device, False, lora_checkpoint=args.lora_checkpoint,
+                                   clip_weights=clip_weights if args.phrase else None)) for path in checkpoints]
+    print_header = single_model
+    for name, dataset in datasets.items():
+        subset_file = None
+        if hasattr(dataset, "write_subset"):
+            subset_file = logs_path / f"{name}_subset_seed{args.seed}.txt"
+            dataset.write_subset(subset_file)
+        target_iou = 0.85 if name in PART_DATASETS and args.target_iou <= 1.0 else args.target_iou
+        for path, model in models:
+            predictor = get_predictor(model, args.mode, args.device, prob_thresh=args.thresh,
+                                      zoom_in_params=zoom_in_params(args.eval_mode, name),
+                                      predictor_params=({"net_clicks_limit": args.n_clicks if args.clicks_limit == -1
+                                                         else args.clicks_limit} if args.clicks_limit else None))
+            callback = vis_callback(logs_path / "predictions_vis" / name, args.thresh) if args.vis_preds else None
+            results = evaluate_dataset(dataset, name, predictor, args, target_iou, callback)
+            model_name = args.model_name or (f"{logs_path.relative_to(args.logs_path)}:{logs_prefix}"
+                                             if logs_prefix else logs_path.stem)
+            row_name = args.mode if single_model else Path(path).stem
+            write_results(args, name, target_iou, results, logs_path, logs_prefix, row_name, model_name,
+                          print_header, single_model, subset_file)
+            print_header = False
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args, cfg = parse_args(argv)
+        run(args, cfg)
+    except (UsageError, CheckpointError, DatasetError, PhraseEncoderUnavailable, FileNotFoundError) as error:
+        print(f"evaluate.py: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

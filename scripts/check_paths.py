@@ -1,0 +1,45 @@
+"""Stop with the missing path named when a dataset or weight file is not where config.yml says.
+
+    python scripts/check_paths.py --config config.yml --datasets GrabCut,DAVIS --weights a.pth,b.pth
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+DATASET_KEYS = {"GrabCut": "GRABCUT_PATH", "Berkeley": "BERKELEY_PATH", "DAVIS": "DAVIS_PATH", "SBD": "SBD_PATH",
+                "SBD_Train": "SBD_PATH", "PascalVOC": "PASCALVOC_PATH", "PascalPart": "PASCALPART_PATH",
+                "PartImageNet": "PARTIMAGENET_PATH", "SA1B": "SA1B_PATH", "BraTS": "BraTS_PATH",
+                "ssTEM": "ssTEM_PATH", "OAIZIB": "OAIZIB_PATH"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="config.yml")
+    parser.add_argument("--datasets", default="")
+    parser.add_argument("--weights", default="")
+    args = parser.parse_args()
+    config = Path(args.config)
+    if not config.is_file():
+        print(f"missing: config file {config}", file=sys.stderr)
+        return 1
+    cfg = yaml.safe_load(config.read_text()) or {}
+    for name in filter(None, args.datasets.split(",")):
+        key = DATASET_KEYS.get(name)
+        if key is None:
+            print(f"unknown dataset {name}; known: {', '.join(DATASET_KEYS)}", file=sys.stderr)
+            return 1
+        path = Path(str(cfg.get(key, "")))
+        if not cfg.get(key) or not path.is_dir():
+            print(f"missing: dataset {name} at {path} ({key} in {config})", file=sys.stderr)
+            return 1
+    for weight in filter(None, args.weights.split(",")):
+        if not Path(weight).is_file():
+            print(f"missing: weights {weight} (see weights/README.md)", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
