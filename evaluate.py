@@ -147,7 +147,8 @@ def checkpoints_to_evaluate(args, cfg):
     if not path.is_file():
         base = Path(cfg.get("INTERACTIVE_MODELS_PATH", "./weights"))
         candidates = [base / args.checkpoint, base / f"{args.checkpoint}.pth"]
-        candidates += sorted(base.rglob(f"{args.checkpoint}*.pth")) if base.is_dir() else []
+        if base.is_dir() and not Path(args.checkpoint).is_absolute():
+            candidates += sorted(base.rglob(f"{args.checkpoint}*.pth"))
         path = next((c for c in candidates if c.is_file()), None)
         if path is None:
             raise UsageError(f"checkpoint {args.checkpoint} not found (nor under {base})")
@@ -241,7 +242,8 @@ def write_results(args, dataset_name, target_iou, results, logs_path: Path, logs
         if handle.tell() == 0:
             handle.write(results_table([], args.n_clicks, model_name) + "\n")
         handle.write(row + "\n" + footer + "\n")
-    summary = {"dataset": dataset_name, "model": model_name, "target_iou": target_iou, "noc_thresholds": iou_thrs,
+    summary = {"dataset": dataset_name, "model": model_name, "target_iou": target_iou,
+               "noc_thresholds": [round(t, 4) for t in iou_thrs],
                "noc": noc_list, "over_max": over_max, "iou_first": iou_first, "seconds_per_click": spc,
                "samples": len(all_ious), "skipped": skipped, "subset_file": str(subset_file) if subset_file else None,
                "signal": ("oracle" + ("-clean" if args.clean_oracle else "")) if args.graco
@@ -282,6 +284,14 @@ def run(args, cfg) -> None:
     clip_weights = args.clip_weights or (cfg.get("CLIP_WEIGHTS") if args.phrase else None)
     models = [(path, load_is_model(path, args.device, False, lora_checkpoint=args.lora_checkpoint,
                                    clip_weights=clip_weights if args.phrase else None)) for path in checkpoints]
+    for path, model in models:
+        if args.phrase and (model.phrase_encoder is None or not model.phrase_encoder.available):
+            raise UsageError(f"--phrase needs a two-signal GraCo model with CLIP weights: {path} has "
+                             + ("no phrase input" if model.phrase_encoder is None else
+                                "no CLIP weights loaded; pass --clip-weights weights/clip/ViT-B-32.pt "
+                                "or set CLIP_WEIGHTS in the config"))
+        if (args.graco or args.gra is not None) and model.backbone.gra_embed is None:
+            raise UsageError(f"--graco/--gra need a GraCo model: {path} has no granularity input")
     print_header = single_model
     for name, dataset in datasets.items():
         subset_file = None

@@ -235,13 +235,15 @@ def test_partimagenet_synthetic(tmp_path):
     write_mask(tmp_path / "annotations" / "val" / "n01.png", mask)
     write_image(tmp_path / "images" / "val" / "n02.JPEG")  # no mask
     dataset = PartINEvaluationDataset(tmp_path)
-    assert dataset.sample_ids == ["n01:0", "n01:1", "n01:26", "n02"]
-    assert np.array_equal(dataset.get_sample(0).gt_mask(0), (mask == 0).astype(np.int32))
+    # category 0 is never evaluated, as in the published evaluation (its tables do not include it)
+    assert dataset.sample_ids == ["n01:1", "n01:26", "n02"]
+    assert np.array_equal(dataset.get_sample(0).gt_mask(0), (mask == 1).astype(np.int32))
     with pytest.raises(SampleError, match="n02.JPEG has no mask"):
-        dataset.get_sample(3)
+        dataset.get_sample(2)
     # an image without a mask stays one failing sample whatever the filters: its parts are unknown
     assert PartINEvaluationDataset(tmp_path, part_name="side mirror").sample_ids == ["n01:26", "n02"]
-    assert PartINEvaluationDataset(tmp_path, class_name="quadruped", part_name="head").sample_ids == ["n01:0", "n02"]
+    assert PartINEvaluationDataset(tmp_path, class_name="quadruped", part_name="body").sample_ids == ["n01:1", "n02"]
+    assert PartINEvaluationDataset(tmp_path, class_name="quadruped", part_name="head").sample_ids == ["n02"]
     with pytest.raises(ValueError, match="quadruped"):
         PartINEvaluationDataset(tmp_path, class_name="fish")
 

@@ -84,19 +84,25 @@ def test_pascalpart_clean_oracle_with_reproducible_subset(test_data, tiny_checkp
     assert (tmp_path / "b" / "others" / "base" / "PascalPart_subset_seed0.txt").read_text().split() == ids
 
 
-def test_bad_samples_are_skipped_and_counted(tiny_checkpoints, tmp_path, capsys):
-    base, lora = tiny_checkpoints
-    root = tmp_path / "GrabCut"
+def grabcut_layout(root, bad_samples=True):
+    """One good 60 x 80 sample and, with ``bad_samples``, a small mask, an empty mask and a missing mask."""
     (root / "data_GT").mkdir(parents=True)
     (root / "boundary_GT").mkdir()
     image = np.full((60, 80, 3), 90, np.uint8)
     mask = np.zeros((60, 80), np.uint8)
     mask[20:40, 20:50] = 255
-    for name, sample_mask in [("good", mask), ("small", mask[:30]), ("empty", np.zeros_like(mask))]:
+    samples = [("good", mask)] + ([("small", mask[:30]), ("empty", np.zeros_like(mask))] if bad_samples else [])
+    for name, sample_mask in samples:
         cv2.imwrite(str(root / "data_GT" / f"{name}.jpg"), image)
         cv2.imwrite(str(root / "boundary_GT" / f"{name}.bmp"), sample_mask)
-    cv2.imwrite(str(root / "data_GT" / "nomask.jpg"), image)
-    config = write_config(tmp_path, GRABCUT_PATH=root)
+    if bad_samples:
+        cv2.imwrite(str(root / "data_GT" / "nomask.jpg"), image)
+    return root
+
+
+def test_bad_samples_are_skipped_and_counted(tiny_checkpoints, tmp_path, capsys):
+    base, lora = tiny_checkpoints
+    config = write_config(tmp_path, GRABCUT_PATH=grabcut_layout(tmp_path / "GrabCut"))
     code, out = run(capsys, "--checkpoint", base, "--lora_checkpoint", lora, "--datasets", "GrabCut",
                     "--n-clicks", 1, "--iou-analysis", "--vis-preds", "--config-path", config,
                     "--logs-path", tmp_path / "logs")
@@ -114,10 +120,13 @@ def test_bad_samples_are_skipped_and_counted(tiny_checkpoints, tmp_path, capsys)
     (["--datasets", "Nope"], "unknown dataset"),
     (["--datasets", "GrabCut", "--gra", "1.5"], "--gra"),
     (["--datasets", "GrabCut", "--clean-oracle"], "--clean-oracle"),
+    (["--datasets", "GrabCut", "--phrase", "head"], "--clip-weights"),
 ])
 def test_bad_usage_gives_one_line(tiny_checkpoints, tmp_path, capsys, argv, message):
     base, lora = tiny_checkpoints
-    config = write_config(tmp_path, GRABCUT_PATH=tmp_path / "missing")
+    missing = argv == ["--datasets", "GrabCut"]
+    root = tmp_path / "missing" if missing else grabcut_layout(tmp_path / "GrabCut", bad_samples=False)
+    config = write_config(tmp_path, GRABCUT_PATH=root)
     code, out = run(capsys, "--checkpoint", base, "--lora_checkpoint", lora, "--config-path", config, *argv)
     assert code == 2
     assert message in out.err and out.err.startswith("evaluate.py: error:") and out.err.count("\n") == 1

@@ -10,12 +10,14 @@ from ..sample import DSample
 from .base import IMAGE_SUFFIXES, EvaluationDataset, PathLike, SampleError, list_files
 
 BACKGROUND = 40
+UNEVALUATED_CATEGORY = 0  # the published loader lists labels with a helper that drops 0
 
 
 class PartINEvaluationDataset(EvaluationDataset):
     """``<root>/class_names.json`` (``{"categories": [{"id": 0, "name": "Quadruped Head"}, ...]}``),
     ``<root>/images/<split>/<name>.<ext>`` images and ``<root>/annotations/<split>/<name>.png`` masks whose channel
-    0 holds the part category id (40 = background). One sample ``<name>:<id>`` per category present.
+    0 holds the part category id (40 = background). One sample ``<name>:<id>`` per category present, category 0
+    excepted, as in the published evaluation.
 
     A category name is ``<class> <part>``: ``class_name`` keeps the categories of that class (first word, lower
     case), ``part_name`` those of that part (the remaining words, lower case, e.g. ``head``, ``side mirror``).
@@ -47,7 +49,8 @@ class PartINEvaluationDataset(EvaluationDataset):
                 present = np.unique(self._read_mask(mask_path)[:, :, 0])
             except SampleError as error:
                 raise self._layout_error(str(error)) from error
-            for category_id in (int(v) for v in present if v != BACKGROUND):
+            # as published (so that NoC tables stay comparable): category 0 is never evaluated
+            for category_id in (int(v) for v in present if v not in (BACKGROUND, UNEVALUATED_CATEGORY)):
                 category_class, category_part = categories.get(category_id, ("", ""))
                 if class_name not in (None, category_class) or part_name not in (None, category_part):
                     continue
