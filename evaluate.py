@@ -29,6 +29,7 @@ from isegm.inference.predictors import get_predictor
 from isegm.inference.utils import load_is_model
 from isegm.model.granularity import check_granularity
 from isegm.model.phrase_encoder import PhraseEncoderUnavailable
+from isegm.model.vit import window_grid
 from isegm.utils.checkpoint import CheckpointError
 from isegm.utils.vis import draw_probmap, draw_with_blend_and_clicks, miou_curve, plot_miou_curves
 
@@ -75,8 +76,8 @@ def parse_args(argv: Optional[List[str]] = None):
     signal.add_argument("--gra", type=float, default=None, help="fixed granularity (slider) in [0, 1]")
     signal.add_argument("--phrase", default=None, help="fixed phrase (needs CLIP weights)")
     parser.add_argument("--clean-oracle", action="store_true",
-                        help="with --graco: fresh zoom-in state per granularity, all granularities batched "
-                             "(default: the published carry-over, sequential)")
+                        help="with --graco: fresh zoom-in state per granularity; on a GPU all running "
+                             "granularities go through the model as one batch (default: the published carry-over)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the PascalPart / SA-1B subsets")
     parser.add_argument("--subset-file", default=None, help="read the PascalPart / SA-1B sample ids from this file")
     parser.add_argument("--model-name", default=None, help="name used in plots")
@@ -88,6 +89,8 @@ def parse_args(argv: Optional[List[str]] = None):
         raise UsageError(f"mode {args.mode} is not provided: use NoBRS (a plain forward per click)")
     if args.n_clicks < 1 or args.min_n_clicks < 1:
         raise UsageError("--n-clicks and --min-n-clicks must be at least 1")
+    if args.clicks_limit is not None and args.clicks_limit < 1 and args.clicks_limit != -1:
+        raise UsageError("--clicks-limit must be at least 1, or -1 for --n-clicks")
     if args.gra is not None:
         try:
             check_granularity(args.gra)
@@ -123,8 +126,15 @@ def zoom_in_params(eval_mode: str, dataset_name: str) -> dict:
         try:
             parts = [int(v) for v in eval_mode[5:].split(",")]
         except ValueError:
-            raise UsageError(f"--eval-mode {eval_mode}: expected cvpr, fixed<h> or fixed<h>,<w>") from None
+            parts = []
+        if len(parts) not in (1, 2) or min(parts) < 16 or any(v % 16 for v in parts):
+            raise UsageError(f"--eval-mode {eval_mode}: expected fixed<h> or fixed<h>,<w> with sizes that are "
+                             f"multiples of 16 (e.g. fixed448, fixed672)")
         size = (parts[0], parts[-1])
+        try:
+            window_grid((size[0] // 16, size[1] // 16), (16, 16))
+        except ValueError as error:
+            raise UsageError(f"--eval-mode {eval_mode}: {error}") from None
     else:
         raise UsageError(f"--eval-mode {eval_mode}: expected cvpr, fixed<h> or fixed<h>,<w>")
     return {"skip_clicks": -1, "target_size": size}
@@ -155,11 +165,11 @@ def checkpoints_to_evaluate(args, cfg):
     return [path], args.logs_path / "others" / path.stem, ""
 
 
-def results_table(rows: List[dict], n_clicks: int, model_name: str) -> str:
+def table_header(n_clicks: int, model_name: str) -> str:
     header = (f'|{"BRS Type":^13}|{"Dataset":^11}|{"NoC@80%":^9}|{"NoC@85%":^9}|{"NoC@90%":^9}|{"IoU@1":^9}|'
               f'{">=" + str(n_clicks) + "@85%":^9}|{">=" + str(n_clicks) + "@90%":^9}|{"SPC,s":^7}|{"Time":^9}|')
     lines = [f"Eval results for model: {model_name}", "-" * len(header), header, "-" * len(header)]
-    return "\n".join(lines + [row["row"] for row in rows])
+    return "\n".join(lines)
 
 
 def format_row(mode: str, dataset_name: str, noc_list, over_max, iou_first: float, spc: float, elapsed: float) -> str:
@@ -200,7 +210,8 @@ def evaluate_dataset(dataset, dataset_name: str, predictor, args, target_iou: fl
                           max_clicks=args.n_clicks, sample_id=sample_id, callback=callback)
             if args.graco:
                 ious, gra_index = evaluate_sample_oracle(sample.image, gt_mask, predictor, clean=args.clean_oracle,
-                                                         batched=args.clean_oracle, **kwargs)
+                                                         batched=args.clean_oracle and args.device.type == "cuda",
+                                                         **kwargs)
                 gra_indices.append(gra_index)
             else:
                 _, ious, _ = evaluate_sample(sample.image, gt_mask, predictor, gra=args.gra, phrase=args.phrase,
@@ -229,7 +240,7 @@ def write_results(args, dataset_name, target_iou, results, logs_path: Path, logs
         row += f" NoC@{target_iou:.1%} = {extra[0]:.2f}; >={args.n_clicks}@{target_iou:.1%} = {extra_over[0]}"
     footer = f"  {dataset_name}: {len(all_ious)} samples evaluated, {len(skipped)} skipped"
     if print_header:
-        print(results_table([], args.n_clicks, model_name))
+        print(table_header(args.n_clicks, model_name))
     print(row)
     print(footer)
 
@@ -240,7 +251,7 @@ def write_results(args, dataset_name, target_iou, results, logs_path: Path, logs
     log_path = logs_path / f"{name_prefix}{stem}.txt"
     with open(log_path, "a") as handle:
         if handle.tell() == 0:
-            handle.write(results_table([], args.n_clicks, model_name) + "\n")
+            handle.write(table_header(args.n_clicks, model_name) + "\n")
         handle.write(row + "\n" + footer + "\n")
     summary = {"dataset": dataset_name, "model": model_name, "target_iou": target_iou,
                "noc_thresholds": [round(t, 4) for t in iou_thrs],
@@ -249,7 +260,8 @@ def write_results(args, dataset_name, target_iou, results, logs_path: Path, logs
                "signal": ("oracle" + ("-clean" if args.clean_oracle else "")) if args.graco
                else (f"gra={args.gra}" if args.gra is not None else (f"phrase={args.phrase}" if args.phrase else "none")),
                "oracle_granularity": [GRANULARITIES[i] for i in gra_indices]}
-    (logs_path / f"{name_prefix}{dataset_name}_{stem}.json").write_text(json.dumps(summary, indent=2))
+    checkpoint_tag = "" if single_model else f"{row_name}_"
+    (logs_path / f"{name_prefix}{checkpoint_tag}{dataset_name}_{stem}.json").write_text(json.dumps(summary, indent=2))
     if args.save_ious and single_model:
         ious_dir = logs_path / "ious" / logs_prefix
         ious_dir.mkdir(parents=True, exist_ok=True)
@@ -265,6 +277,22 @@ def write_results(args, dataset_name, target_iou, results, logs_path: Path, logs
                          plots / f"{name_prefix}{dataset_name}_{stem}.png", f"{dataset_name}: mIoU per click")
 
 
+def load_model(path: Path, args, cfg):
+    """Load one checkpoint and check that it can give the signal asked for."""
+    clip_weights = args.clip_weights or (cfg.get("CLIP_WEIGHTS") if args.phrase else None)
+    model = load_is_model(path, args.device, False, lora_checkpoint=args.lora_checkpoint, clip_weights=clip_weights)
+    if args.phrase:
+        if model.phrase_encoder is None:
+            raise UsageError(f"--phrase needs a two-signal GraCo model: {path} has no phrase input")
+        try:
+            model.phrase_encoder.ensure_loaded()
+        except PhraseEncoderUnavailable as error:
+            raise UsageError(f"--phrase: {error}") from None
+    if (args.graco or args.gra is not None) and model.backbone.gra_embed is None:
+        raise UsageError(f"--graco/--gra need a GraCo model: {path} has no granularity input")
+    return model
+
+
 def run(args, cfg) -> None:
     checkpoints, logs_path, logs_prefix = checkpoints_to_evaluate(args, cfg)
     logs_path.mkdir(parents=True, exist_ok=True)
@@ -274,6 +302,7 @@ def run(args, cfg) -> None:
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     datasets = {}
     for name in names:  # every dataset is checked before any evaluation starts
+        zoom_in_params(args.eval_mode, name)
         try:
             datasets[name] = get_dataset(name, cfg, class_name=args.class_name, part_name=args.part_name,
                                          seed=args.seed, subset_file=args.subset_file)
@@ -281,29 +310,24 @@ def run(args, cfg) -> None:
             raise
         except ValueError as error:
             raise UsageError(f"{name}: {error}") from None
-    clip_weights = args.clip_weights or (cfg.get("CLIP_WEIGHTS") if args.phrase else None)
-    models = [(path, load_is_model(path, args.device, False, lora_checkpoint=args.lora_checkpoint,
-                                   clip_weights=clip_weights if args.phrase else None)) for path in checkpoints]
-    for path, model in models:
-        if args.phrase and (model.phrase_encoder is None or not model.phrase_encoder.available):
-            raise UsageError(f"--phrase needs a two-signal GraCo model with CLIP weights: {path} has "
-                             + ("no phrase input" if model.phrase_encoder is None else
-                                "no CLIP weights loaded; pass --clip-weights weights/clip/ViT-B-32.pt "
-                                "or set CLIP_WEIGHTS in the config"))
-        if (args.graco or args.gra is not None) and model.backbone.gra_embed is None:
-            raise UsageError(f"--graco/--gra need a GraCo model: {path} has no granularity input")
+    loaded = {checkpoints[0]: load_model(checkpoints[0], args, cfg)}  # checked before any evaluation too
     print_header = single_model
     for name, dataset in datasets.items():
         subset_file = None
         if hasattr(dataset, "write_subset"):
             subset_file = logs_path / f"{name}_subset_seed{args.seed}.txt"
             dataset.write_subset(subset_file)
-        target_iou = 0.85 if name in PART_DATASETS and args.target_iou <= 1.0 else args.target_iou
-        for path, model in models:
-            predictor = get_predictor(model, args.mode, args.device, prob_thresh=args.thresh,
+        # as published: part-level datasets are evaluated at 0.85 whatever the target
+        target_iou = 0.85 if name in PART_DATASETS else args.target_iou
+        for path in checkpoints:
+            if path not in loaded:  # one model in memory at a time
+                loaded = {path: load_model(path, args, cfg)}
+            predictor_params = None
+            if args.clicks_limit is not None:
+                predictor_params = {"net_clicks_limit": args.n_clicks if args.clicks_limit == -1 else args.clicks_limit}
+            predictor = get_predictor(loaded[path], args.mode, args.device, prob_thresh=args.thresh,
                                       zoom_in_params=zoom_in_params(args.eval_mode, name),
-                                      predictor_params=({"net_clicks_limit": args.n_clicks if args.clicks_limit == -1
-                                                         else args.clicks_limit} if args.clicks_limit else None))
+                                      predictor_params=predictor_params)
             callback = vis_callback(logs_path / "predictions_vis" / name, args.thresh) if args.vis_preds else None
             results = evaluate_dataset(dataset, name, predictor, args, target_iou, callback)
             model_name = args.model_name or (f"{logs_path.relative_to(args.logs_path)}:{logs_prefix}"

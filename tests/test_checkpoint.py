@@ -158,3 +158,38 @@ def test_real_published_lora_checkpoint(test_weights, tmp_path):
     exported = to_published_state({k: v for k, v in model.state_dict().items() if k in model.trainable_parameters()})
     assert sorted(exported) == sorted(state)
     assert all(torch.equal(exported[k], state[k]) for k in state)
+
+
+def test_clip_weights_of_another_model_or_unofficial_torchscript_are_refused(tmp_path):
+    from isegm.model.phrase_encoder import PhraseEncoder, PhraseEncoderUnavailable
+    encoder = PhraseEncoder(out_dim=64)
+    torch.save({"token_embedding.weight": torch.zeros(10, 8)}, tmp_path / "small.pt")
+    with pytest.raises(ValueError, match="small.pt: not CLIP ViT-B/32 text weights"):
+        encoder.load_clip_weights(tmp_path / "small.pt")
+    torch.save({"visual.proj": torch.zeros(2)}, tmp_path / "vision.pt")
+    with pytest.raises(ValueError, match="no CLIP text-tower weights"):
+        encoder.load_clip_weights(tmp_path / "vision.pt")
+
+    class Text(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_final = torch.nn.LayerNorm(4)
+
+        def forward(self, x):
+            return self.ln_final(x)
+
+    torch.jit.save(torch.jit.script(Text()), str(tmp_path / "scripted.pt"))
+    with pytest.raises(ValueError, match="not OpenAI's ViT-B-32.pt release"):
+        encoder.load_clip_weights(tmp_path / "scripted.pt")
+    encoder.clip_source = tmp_path / "missing.pt"
+    with pytest.raises(PhraseEncoderUnavailable, match="missing.pt"):
+        encoder.ensure_loaded()
+
+
+def test_absurd_published_config_is_refused(tmp_path):
+    cfg = tiny_config(granularity=False, phrase=False)
+    config = config_to_published(cfg)
+    config["params"]["backbone_params"]["value"]["embed_dim"] = 10 ** 7
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "config": config}, tmp_path / "huge.pth")
+    with pytest.raises(CheckpointError, match="huge.pth.*embed_dim"):
+        load_is_model(tmp_path / "huge.pth", "cpu", False)

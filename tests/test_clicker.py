@@ -48,9 +48,11 @@ def test_clicked_pixels_are_not_chosen_again_and_ignore_pixels_skipped():
     gt[3:6, 3:6] = 1
     gt[0, :] = -1
     clicker = Clicker(gt_mask=gt, init_clicks=[Click(True, (4, 4))])
-    clicker.make_next_click(np.zeros_like(gt, bool))
+    pred = np.zeros_like(gt, bool)
+    pred[0, :] = True  # a false positive row, but ignored: it must not attract a negative click
+    clicker.make_next_click(pred)
     second = clicker.get_clicks()[1]
-    assert second.coords != (4, 4) and second.is_positive and second.indx == 1
+    assert second.coords == (3, 3) and second.is_positive and second.indx == 1
     assert clicker.not_clicked_map[4, 4] == False  # noqa: E712
 
 

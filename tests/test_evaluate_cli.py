@@ -116,11 +116,14 @@ def test_bad_samples_are_skipped_and_counted(tiny_checkpoints, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--datasets", "GrabCut"], "GrabCut"),
+    (["--datasets", "GrabCut"], "missing"),
     (["--datasets", "Nope"], "unknown dataset"),
     (["--datasets", "GrabCut", "--gra", "1.5"], "--gra"),
     (["--datasets", "GrabCut", "--clean-oracle"], "--clean-oracle"),
     (["--datasets", "GrabCut", "--phrase", "head"], "--clip-weights"),
+    (["--datasets", "GrabCut", "--eval-mode", "fixed500"], "fixed500"),
+    (["--datasets", "GrabCut", "--eval-mode", "fixed448,600,700"], "fixed448,600,700"),
+    (["--datasets", "GrabCut", "--clicks-limit", "0"], "--clicks-limit"),
 ])
 def test_bad_usage_gives_one_line(tiny_checkpoints, tmp_path, capsys, argv, message):
     base, lora = tiny_checkpoints

@@ -92,3 +92,17 @@ def test_branches_are_independent(tiny_model, rgb_image, tmp_path):
 
     for g, probs in before.items():
         assert np.array_equal(_slider_probs(predictor, rgb_image, g), probs), g
+
+
+def test_merged_qkv_follows_weight_changes(tiny_model):
+    attn = tiny_model.backbone.blocks[0].attn
+    x = torch.randn(1, 5, 64)
+    with torch.no_grad():
+        before = attn(x)
+        attn.q.base_layer.weight.mul_(2)  # in-place update: seen through the version counter
+        after = attn(x)
+        assert not torch.allclose(before, after)
+        attn.v.lora_B["slider"].weight.data.zero_()  # a .data write bypasses it: clear_cache is the documented way
+        attn.clear_cache()
+        fused = F.linear(x, *attn._fused_qkv())
+        torch.testing.assert_close(fused[..., 128:], attn.v.base_layer(x))  # no slider update on v any more

@@ -25,7 +25,7 @@ def test_window_grid(grid, windows):
 
 
 def test_window_grid_rejects_uneven_split():
-    with pytest.raises(ValueError, match="multiple of 224"):
+    with pytest.raises(ValueError, match="cannot be split into equal attention windows"):
         window_grid((31, 28), (16, 16))
 
 

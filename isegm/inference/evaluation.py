@@ -64,10 +64,11 @@ class _Sweep:
 
 
 def _select(sweeps: List[_Sweep]) -> Tuple[np.ndarray, int]:
-    """Fewest clicks (stop index); ties go to the best first-click IoU, then to the smaller granularity."""
+    """Fewest clicks (stop index); ties go to the best first-click IoU (compared in float32, as published), then to
+    the smaller granularity."""
     stops = np.array([s.stop_indx for s in sweeps])
     candidates = np.flatnonzero(stops == stops.min())
-    best = candidates[int(np.argmax([sweeps[i].ious[0] for i in candidates]))]
+    best = candidates[int(np.argmax(np.array([sweeps[i].ious[0] for i in candidates], dtype=np.float32)))]
     return np.array(sweeps[best].ious, dtype=np.float32), int(best)
 
 

@@ -21,9 +21,9 @@ def load_is_model(checkpoint: PathLike, device: Union[str, torch.device], eval_r
     The architecture comes from the LoRA checkpoint's config when one is given (as in published evaluation),
     else from the base checkpoint's, unless ``config`` is given. The base checkpoint (a SimpleClick ``.pth``,
     or a full project checkpoint) supplies the frozen weights, the LoRA checkpoint the LoRA branches, the
-    granularity embedding and the phrase projection. CLIP text weights are loaded from ``clip_weights``,
-    ``$GRACO_CLIP_WEIGHTS`` or ``weights/clip/ViT-B-32.pt`` when available; without them only the phrase signal
-    is unavailable.
+    granularity embedding and the phrase projection. CLIP text weights are loaded from ``clip_weights`` now, or else
+    from ``$GRACO_CLIP_WEIGHTS`` or ``weights/clip/ViT-B-32.pt`` on the first phrase; without them only the phrase
+    signal is unavailable, with a message naming the missing file.
 
     Raises:
         CheckpointError: a file is missing, unsafe, of another architecture, or lacks weights the model needs.
@@ -41,18 +41,24 @@ def load_is_model(checkpoint: PathLike, device: Union[str, torch.device], eval_r
     if cfg is None:
         raise CheckpointError(f"{lora_checkpoint or checkpoint}: has no model config; pass config=")
 
-    model = GraCoModel(cfg)
-    model_keys = model.state_dict().keys()
-    converted = [(path, state if Path(path).suffix == ".safetensors"
-                  else convert_published_state(state, model_keys, cfg)) for path, state in sources]
+    config_source = lora_checkpoint or checkpoint
+    try:
+        model = GraCoModel(cfg)
+        model_keys = model.state_dict().keys()
+        converted = [(path, state if Path(path).suffix == ".safetensors"
+                      else convert_published_state(state, model_keys, cfg)) for path, state in sources]
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{config_source}: {error}") from None
     assign_weights(model, converted)
 
-    clip_path = resolve_clip_weights(clip_weights)
-    if model.phrase_encoder is not None and clip_path is not None:
-        try:
-            model.phrase_encoder.load_clip_weights(clip_path)
-        except (FileNotFoundError, ValueError) as error:
-            raise CheckpointError(str(error)) from None
+    if model.phrase_encoder is not None:
+        if clip_weights is not None:  # asked for explicitly: load now, so that a bad file is reported here
+            try:
+                model.phrase_encoder.load_clip_weights(clip_weights)
+            except (FileNotFoundError, ValueError) as error:
+                raise CheckpointError(str(error)) from None
+        else:  # $GRACO_CLIP_WEIGHTS or weights/clip/ViT-B-32.pt, loaded on the first phrase
+            model.phrase_encoder.clip_source = resolve_clip_weights()
 
     model.requires_grad_(False)
     model.to(device)

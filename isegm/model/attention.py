@@ -11,6 +11,8 @@ def _linear_parts(layer: nn.Module) -> Tuple[nn.Linear, Optional[torch.Tensor]]:
     base = getattr(layer, "base_layer", None)
     if base is None:
         return layer, None
+    if layer.merged or layer.disable_adapters:  # the update is already in the weight, or switched off
+        return base, None
     delta = None
     for name in layer.active_adapters:
         if name in layer.lora_A:
@@ -23,8 +25,10 @@ class Attention(nn.Module):
     """Self-attention over B x N x C tokens, computed with ``scaled_dot_product_attention``.
 
     Without gradients the active LoRA update is merged into one fused qkv matrix, kept until a weight or the active
-    branch changes (tracked by tensor version counters); the base weights themselves are never modified, so
-    switching branches is exact in both directions.
+    branch changes (tracked by tensor identity, version counter and storage); the base weights themselves are never
+    modified, so switching branches is exact in both directions. Writes through ``tensor.data`` bypass the version
+    counter: call :meth:`clear_cache` after them. A model shared by several threads must not switch signals
+    concurrently (the active branch is model state).
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
@@ -39,10 +43,16 @@ class Attention(nn.Module):
         self._fused_key = None
         self._fused = None
 
+    def clear_cache(self) -> None:
+        self._fused_key = self._fused = None
+
     def _fused_qkv(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         tensors = list(self.parameters())
-        key = (tuple(getattr(self.q, "active_adapters", ())), tuple((id(t), t._version, t.data_ptr()) for t in tensors))
-        if key != self._fused_key:
+        state = (tuple(getattr(self.q, "active_adapters", ())), getattr(self.q, "merged", False),
+                 tuple((t._version, t.data_ptr()) for t in tensors))
+        cached = self._fused_key
+        if (cached is None or cached[0] != state or len(cached[1]) != len(tensors)
+                or any(a is not b for a, b in zip(tensors, cached[1]))):
             weights, biases = [], []
             for layer in (self.q, self.k, self.v):
                 base, delta = _linear_parts(layer)
@@ -50,13 +60,13 @@ class Attention(nn.Module):
                 biases.append(base.bias)
             bias = None if biases[0] is None else torch.cat(biases)
             self._fused = (torch.cat(weights), bias)
-            self._fused_key = key
+            self._fused_key = (state, tensors)  # the tensors themselves, so that a reused id cannot match
         return self._fused
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, dim = x.shape
         if torch.is_grad_enabled():
-            self._fused_key = self._fused = None
+            self.clear_cache()
             q, k, v = self.q(x), self.k(x), self.v(x)
         else:
             weight, bias = self._fused_qkv()

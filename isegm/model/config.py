@@ -38,6 +38,14 @@ class ModelConfig:
     def __post_init__(self):
         for name in ("img_size", "patch_size", "neck_out_dims", "norm_mean", "norm_std"):
             setattr(self, name, tuple(getattr(self, name)))
+        limits = {"embed_dim": 4096, "depth": 64, "num_heads": 64, "head_channels": 4096, "lora_rank": 256}
+        for name, limit in limits.items():  # a config read from a file must not make the model absurdly large
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+                raise ValueError(f"model config {name}={value!r} is not an integer in 1..{limit}")
+        if any(not isinstance(v, int) or not 1 <= v <= 4096 for v in (*self.img_size, *self.patch_size,
+                                                                        *self.neck_out_dims)):
+            raise ValueError("model config sizes (img_size, patch_size, neck_out_dims) must be integers in 1..4096")
 
     @property
     def has_lora(self) -> bool:
@@ -114,8 +122,10 @@ def config_from_published(config: Dict[str, Any]) -> ModelConfig:
 
 def config_to_published(cfg: ModelConfig) -> Dict[str, Any]:
     """A published-layout ``{'class', 'params'}`` config (plain values only) describing ``cfg``."""
-    class_name = next(name for name, flags in PUBLISHED_CLASSES.items()
-                      if flags == dict(granularity=cfg.granularity, phrase=cfg.phrase))
+    class_name = next((name for name, flags in PUBLISHED_CLASSES.items()
+                       if flags == dict(granularity=cfg.granularity, phrase=cfg.phrase)), None)
+    if class_name is None:
+        raise ValueError("the published layout has no model with a phrase input but no granularity input")
     factor = {"x1": 1, "x2": 2, "x4": 4}[cfg.upsample]
     params = dict(
         backbone_params=dict(img_size=tuple(cfg.img_size), patch_size=tuple(cfg.patch_size), in_chans=3,

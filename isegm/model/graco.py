@@ -95,6 +95,8 @@ class GraCoModel(nn.Module):
                 check_granularity(value)
             if gra.numel() == 1:
                 gra = gra.expand(image.shape[0])
+            elif gra.numel() != image.shape[0]:
+                raise ValueError(f"{gra.numel()} granularities for a batch of {image.shape[0]} images")
 
         tokens, grid = self.backbone(rgb, click_tokens, gra=gra, phrase_tokens=phrase_tokens)
         features = tokens.transpose(1, 2).reshape(tokens.shape[0], -1, *grid)

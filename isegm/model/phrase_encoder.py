@@ -1,4 +1,5 @@
 """Phrase signal: a frozen CLIP ViT-B/32 text tower (open_clip) and a trainable projection to the ViT width."""
+import hashlib
 import logging
 import os
 import zipfile
@@ -17,6 +18,7 @@ CLIP_WEIGHTS_ENV = "GRACO_CLIP_WEIGHTS"
 DEFAULT_CLIP_WEIGHTS = Path("weights/clip/ViT-B-32.pt")
 CLIP_URL = ("https://openaipublic.azureedge.net/clip/models/"
             "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt")
+OPENAI_SHA256 = CLIP_URL.split("/")[-2]  # OpenAI names the folder after the file's SHA-256
 TEXT_KEYS = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
 
 
@@ -33,6 +35,14 @@ def resolve_clip_weights(path: Optional[Union[str, Path]] = None) -> Optional[Pa
     return DEFAULT_CLIP_WEIGHTS if DEFAULT_CLIP_WEIGHTS.is_file() else None
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
@@ -43,9 +53,10 @@ def _is_torchscript(path: Path) -> bool:
 def read_clip_text_weights(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     """Read the text-tower tensors (float32) of a CLIP ViT-B/32 file.
 
-    Accepts OpenAI's TorchScript release ``ViT-B-32.pt`` (read with ``torch.jit.load``: TorchScript, not pickled
-    Python, so no Python code of the file runs), a plain state dict saved with ``torch.save`` (read with
-    ``weights_only=True``) or a ``.safetensors`` file, with or without a ``state_dict`` wrapper.
+    Accepts OpenAI's TorchScript release ``ViT-B-32.pt`` (loading TorchScript runs the archive's TorchScript code, so
+    only that exact file is accepted, recognised by its published SHA-256), a plain state dict saved with
+    ``torch.save`` (read with ``weights_only=True``) or a ``.safetensors`` file, with or without a ``state_dict``
+    wrapper.
     """
     path = Path(path)
     if not path.is_file():
@@ -57,6 +68,11 @@ def read_clip_text_weights(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
             from safetensors.torch import load_file
             state = load_file(str(path))
         elif _is_torchscript(path):
+            digest = _sha256(path)
+            if digest != OPENAI_SHA256:
+                raise ValueError(f"a TorchScript archive that is not OpenAI's ViT-B-32.pt release (sha256 {digest[:12]}..., "
+                                 f"expected {OPENAI_SHA256[:12]}...); save other weights as a plain state dict "
+                                 f"or .safetensors")
             state = torch.jit.load(str(path), map_location="cpu").state_dict()
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -75,19 +91,29 @@ class PhraseEncoder(nn.Module):
     """Phrase -> C-dim embedding added to every ViT token.
 
     ``phrase2gra_proj`` (512 -> C) is part of the GraCo checkpoints; the CLIP text tower is frozen and loaded
-    separately with :meth:`load_clip_weights`, only when the phrase signal is used.
+    separately: now with :meth:`load_clip_weights`, or from ``clip_source`` on the first phrase.
     """
 
     def __init__(self, out_dim: int = 768, clip_dim: int = 512):
         super().__init__()
         self.phrase2gra_proj = nn.Linear(clip_dim, out_dim)
         self.text: Optional[nn.Module] = None
-        self.clip_weights: Optional[Union[str, Path]] = None
+        self.clip_weights: Optional[Union[str, Path]] = None  # what the loaded text tower came from
+        self.clip_source: Optional[Path] = None  # where to load it from on the first phrase
         self._tokenizer = None
 
-    @property
-    def available(self) -> bool:
-        return self.text is not None
+    def ensure_loaded(self) -> None:
+        """Load the CLIP text tower from ``clip_source`` if needed; :class:`PhraseEncoderUnavailable` says why not."""
+        if self.text is not None:
+            return
+        if self.clip_source is None:
+            raise PhraseEncoderUnavailable(
+                f"the phrase signal needs CLIP ViT-B/32 weights: put OpenAI's ViT-B-32.pt at {DEFAULT_CLIP_WEIGHTS}, "
+                f"or pass --clip-weights / set {CLIP_WEIGHTS_ENV}")
+        try:
+            self.load_clip_weights(self.clip_source)
+        except (FileNotFoundError, ValueError, RuntimeError) as error:
+            raise PhraseEncoderUnavailable(str(error).splitlines()[0]) from None
 
     def load_clip_weights(self, path: Union[str, Path]) -> None:
         """Build the CLIP ViT-B/32 text tower from ``path`` (see :func:`read_clip_text_weights`)."""
@@ -97,7 +123,10 @@ class PhraseEncoder(nn.Module):
         """Build the CLIP ViT-B/32 text tower from text-tower tensors with OpenAI's names."""
         config = open_clip.get_model_config(CLIP_MODEL)
         text = _build_text_tower(config["embed_dim"], config["text_cfg"], quick_gelu=config["quick_gelu"])
-        missing, _ = text.load_state_dict(state, strict=False)
+        try:
+            missing, _ = text.load_state_dict(state, strict=False)
+        except RuntimeError as error:  # wrong shapes: another CLIP model
+            raise ValueError(f"{source}: not CLIP ViT-B/32 text weights ({str(error).splitlines()[-1].strip()})") from None
         if missing:
             raise ValueError(f"{source}: CLIP text weights lack {len(missing)} tensors, e.g. {missing[0]}")
         text.requires_grad_(False)
@@ -120,10 +149,7 @@ class PhraseEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """B x 77 tokens -> B x C embeddings."""
-        if self.text is None:
-            raise PhraseEncoderUnavailable(
-                f"the phrase signal needs CLIP ViT-B/32 weights: put OpenAI's ViT-B-32.pt at {DEFAULT_CLIP_WEIGHTS}, "
-                f"or pass --clip-weights / set {CLIP_WEIGHTS_ENV}")
+        self.ensure_loaded()
         with torch.no_grad():
             features = self.text(tokens.to(self.phrase2gra_proj.weight.device)).float()
         return self.phrase2gra_proj(features)

@@ -29,8 +29,8 @@ def window_grid(grid: Tuple[int, int], patch_size: Tuple[int, int]) -> Tuple[int
         count = max(size // (WINDOW_PIXELS // patch), 1)
         if size % count:
             raise ValueError(
-                f"a {grid[0]}x{grid[1]} token grid cannot be split into equal {WINDOW_PIXELS}-px windows; "
-                f"use an input size that is a multiple of {WINDOW_PIXELS}")
+                f"a {grid[0]}x{grid[1]} token grid cannot be split into equal attention windows of about "
+                f"{WINDOW_PIXELS} px; use an input size such as 448 or 672")
         counts.append(count)
     return counts[0], counts[1]
 
@@ -95,9 +95,9 @@ class VisionTransformer(nn.Module):
         if torch.is_grad_enabled():
             return self._resample_pos_embed(grid)
         key = (grid, self.pos_embed._version, self.pos_embed.data_ptr())
-        if self._pos_cache is None or self._pos_cache[0] != key:
-            self._pos_cache = (key, self._resample_pos_embed(grid))
-        return self._pos_cache[1]
+        if self._pos_cache is None or self._pos_cache[0] != key or self._pos_cache[1] is not self.pos_embed:
+            self._pos_cache = (key, self.pos_embed, self._resample_pos_embed(grid))
+        return self._pos_cache[2]
 
     def _resample_pos_embed(self, grid: Tuple[int, int]) -> torch.Tensor:
         return resample_abs_pos_embed(self.pos_embed[:, 1:], new_size=list(grid), old_size=list(self.grid_size),

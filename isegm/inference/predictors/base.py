@@ -98,8 +98,10 @@ class BasePredictor:
             phrase: a part name such as ``"head"`` (or 1 x 77 CLIP tokens), or None.
         """
         request = self.prepare(clicker, prev_mask=prev_mask, gra=gra, phrase=phrase)
+        previous = self.prev_prediction
         probs = self.finish(self.forward([request])[0])
         if self.zoom_in is not None and self.zoom_in.check_possible_recalculation():
+            self.prev_prediction = previous  # the whole-image prediction is discarded, as published
             return self.get_prediction(clicker, gra=gra, phrase=phrase)
         return probs
 
@@ -124,6 +126,9 @@ class BasePredictor:
         input_image = self.original_image
         if prev_mask is None:
             prev_mask = self.prev_prediction
+        elif not isinstance(prev_mask, torch.Tensor) or tuple(prev_mask.shape) != tuple(self.prev_prediction.shape):
+            raise ValueError(f"prev_mask must be a tensor of shape {tuple(self.prev_prediction.shape)} "
+                             f"(probabilities), got {type(prev_mask).__name__} {tuple(getattr(prev_mask, 'shape', ()))}")
         if getattr(self.net, "with_prev_mask", False):
             input_image = torch.cat((input_image, prev_mask.to(self.device, torch.float32)), dim=1)
         image_nd, clicks_lists = input_image, [clicks]
@@ -169,7 +174,10 @@ class BasePredictor:
     def _check_clicks(self, clicks: Sequence[Click]) -> None:
         height, width = self.original_image.shape[2:]
         for click in clicks:
-            y, x = click.coords
+            try:
+                y, x = (float(v) for v in click.coords)
+            except (TypeError, ValueError):
+                raise ValueError(f"click {click.indx} has coordinates {click.coords!r}; expected (y, x) numbers") from None
             if not (0 <= y < height and 0 <= x < width):
                 raise ValueError(f"click {click.indx} at (y={y}, x={x}) is outside the {height} x {width} image")
 
@@ -183,6 +191,8 @@ class BasePredictor:
             if not phrase.strip():
                 raise ValueError("the phrase is empty")
             phrase = encoder.tokenize(phrase)
+        elif not isinstance(phrase, torch.Tensor) or phrase.ndim != 2:
+            raise ValueError(f"phrase must be a string or a 1 x 77 tensor of CLIP tokens, got {type(phrase).__name__}")
         return phrase.to(self.device)
 
     def get_points_nd(self, clicks_lists: List[List[Click]]) -> torch.Tensor:
