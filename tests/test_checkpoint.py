@@ -9,7 +9,6 @@ import torch
 from isegm.inference.clicker import Click, Clicker
 from isegm.inference.predictors import get_predictor
 from isegm.inference.utils import load_is_model
-from isegm.model import GraCoModel
 from isegm.model.config import config_to_published
 from isegm.utils.checkpoint import (CheckpointError, read_published_checkpoint, save_checkpoint,
                                     save_published_checkpoint, to_published_state)

@@ -1,18 +1,14 @@
 """The NoC evaluation loop: simulated clicks until a target IoU, with a fixed signal or the oracle granularity."""
-import logging
-import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .clicker import Click, Clicker
-from .metrics import get_iou, noc
+from .metrics import get_iou
 from .predictors import BasePredictor
 
-logger = logging.getLogger(__name__)
 GRANULARITIES = [round(i * 0.1, 1) for i in range(1, 11)]
 Callback = Callable[[np.ndarray, np.ndarray, np.ndarray, object, int, List[Click]], None]
 
