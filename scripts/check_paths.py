@@ -8,10 +8,9 @@ from pathlib import Path
 
 import yaml
 
-DATASET_KEYS = {"GrabCut": "GRABCUT_PATH", "Berkeley": "BERKELEY_PATH", "DAVIS": "DAVIS_PATH", "SBD": "SBD_PATH",
-                "SBD_Train": "SBD_PATH", "PascalVOC": "PASCALVOC_PATH", "PascalPart": "PASCALPART_PATH",
-                "PartImageNet": "PARTIMAGENET_PATH", "SA1B": "SA1B_PATH", "BraTS": "BraTS_PATH",
-                "ssTEM": "ssTEM_PATH", "OAIZIB": "OAIZIB_PATH"}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from isegm.data.datasets import CONFIG_KEYS  # noqa: E402
 
 
 def main() -> int:
@@ -26,9 +25,9 @@ def main() -> int:
         return 1
     cfg = yaml.safe_load(config.read_text()) or {}
     for name in filter(None, args.datasets.split(",")):
-        key = DATASET_KEYS.get(name)
+        key = CONFIG_KEYS.get(name)
         if key is None:
-            print(f"unknown dataset {name}; known: {', '.join(DATASET_KEYS)}", file=sys.stderr)
+            print(f"unknown dataset {name}; known: {', '.join(CONFIG_KEYS)}", file=sys.stderr)
             return 1
         path = Path(str(cfg.get(key, "")))
         if not cfg.get(key) or not path.is_dir():

@@ -59,10 +59,10 @@ class _Sweep:
     stop_indx: Optional[int] = None
 
 
-def _select(sweeps: List[_Sweep]) -> Tuple[np.ndarray, int]:
-    """Fewest clicks (stop index); ties go to the best first-click IoU (compared in float32, as published), then to
-    the smaller granularity."""
-    stops = np.array([s.stop_indx for s in sweeps])
+def _select(sweeps: List[_Sweep], max_clicks: int) -> Tuple[np.ndarray, int]:
+    """Fewest clicks (stop index; a sweep that never stopped used all ``max_clicks``); ties go to the best
+    first-click IoU (compared in float32, as published), then to the smaller granularity."""
+    stops = np.array([max_clicks - 1 if s.stop_indx is None else s.stop_indx for s in sweeps])
     candidates = np.flatnonzero(stops == stops.min())
     best = candidates[int(np.argmax(np.array([sweeps[i].ious[0] for i in candidates], dtype=np.float32)))]
     return np.array(sweeps[best].ious, dtype=np.float32), int(best)
@@ -103,10 +103,8 @@ def evaluate_sample_oracle(image: np.ndarray, gt_mask: np.ndarray, predictor: Ba
             if min_num is not None and click_indx + 1 > min_num:
                 sweep.stop_indx = click_indx
                 break
-        if sweep.stop_indx is None:
-            sweep.stop_indx = max_clicks - 1
         sweeps.append(sweep)
-    return _select(sweeps)
+    return _select(sweeps, max_clicks)
 
 
 def _click(sweep: _Sweep) -> Clicker:
@@ -145,7 +143,4 @@ def _oracle_batched(image, gt_mask, predictor: BasePredictor, protocol: Protocol
         for sweep in running:
             if sweep.stop_indx is None and min_num is not None and click_indx + 1 > min_num:
                 sweep.stop_indx = click_indx
-    for sweep in sweeps:
-        if sweep.stop_indx is None:
-            sweep.stop_indx = protocol.max_clicks - 1
-    return _select(sweeps)
+    return _select(sweeps, protocol.max_clicks)

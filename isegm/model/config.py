@@ -6,6 +6,8 @@ from typing import Any, Dict, Tuple, Union
 import yaml
 from easydict import EasyDict
 
+from .head import UPSAMPLE_FACTORS
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "models"
 
 
@@ -95,7 +97,7 @@ def config_from_published(config: Dict[str, Any]) -> ModelConfig:
     neck = params.get("neck_params") or {}
     head = params.get("head_params") or {}
     upsample = head.get("upsample", "x1")
-    factor = {"x1": 1, "x2": 2, "x4": 4}.get(upsample, 1)
+    factor = UPSAMPLE_FACTORS.get(upsample, 1)
     mean_std = params.get("norm_mean_std") or ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     if not params.get("use_disks", False):
         raise ValueError("only disk click maps (use_disks=True) are supported, as in SimpleClick and GraCo")
@@ -126,7 +128,7 @@ def config_to_published(cfg: ModelConfig) -> Dict[str, Any]:
                        if flags == dict(granularity=cfg.granularity, phrase=cfg.phrase)), None)
     if class_name is None:
         raise ValueError("the published layout has no model with a phrase input but no granularity input")
-    factor = {"x1": 1, "x2": 2, "x4": 4}[cfg.upsample]
+    factor = UPSAMPLE_FACTORS[cfg.upsample]
     params = dict(
         backbone_params=dict(img_size=tuple(cfg.img_size), patch_size=tuple(cfg.patch_size), in_chans=3,
                              embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,

@@ -26,10 +26,8 @@ class PhraseEncoderUnavailable(RuntimeError):
     """The phrase signal was asked for but no CLIP weights were loaded."""
 
 
-def resolve_clip_weights(path: Optional[Union[str, Path]] = None) -> Optional[Path]:
-    """The CLIP weights to use: ``path``, else ``$GRACO_CLIP_WEIGHTS``, else ``weights/clip/ViT-B-32.pt`` if present."""
-    if path:
-        return Path(path)
+def resolve_clip_weights() -> Optional[Path]:
+    """The default CLIP weights: ``$GRACO_CLIP_WEIGHTS``, else ``weights/clip/ViT-B-32.pt`` if present."""
     if os.environ.get(CLIP_WEIGHTS_ENV):
         return Path(os.environ[CLIP_WEIGHTS_ENV])
     return DEFAULT_CLIP_WEIGHTS if DEFAULT_CLIP_WEIGHTS.is_file() else None

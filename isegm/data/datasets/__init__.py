@@ -16,19 +16,19 @@ from .sa1b import SA1BDataset
 from .sbd import SBDEvaluationDataset
 from .sstem import ssTEMDataset
 
-__all__ = ["BerkeleyDataset", "BraTSDataset", "DATASET_NAMES", "DatasetError", "DavisDataset",
+__all__ = ["BerkeleyDataset", "BraTSDataset", "CONFIG_KEYS", "DATASET_NAMES", "DatasetError", "DavisDataset",
            "EvaluationDataset", "GrabCutDataset", "OAIZIBDataset", "PartINEvaluationDataset",
            "PascalPartEvaluationDataset", "PascalVocDataset", "SA1BDataset", "SBDEvaluationDataset", "SampleError",
            "SubsetDataset", "get_dataset", "ssTEMDataset"]
 
 # published dataset name -> config key of its folder (published config.yml)
-_CONFIG_KEYS: Dict[str, str] = {
+CONFIG_KEYS: Dict[str, str] = {
     "GrabCut": "GRABCUT_PATH", "Berkeley": "BERKELEY_PATH", "DAVIS": "DAVIS_PATH", "SBD": "SBD_PATH",
     "SBD_Train": "SBD_PATH", "PascalVOC": "PASCALVOC_PATH", "PascalPart": "PASCALPART_PATH",
     "PartImageNet": "PARTIMAGENET_PATH", "SA1B": "SA1B_PATH", "BraTS": "BraTS_PATH", "ssTEM": "ssTEM_PATH",
     "OAIZIB": "OAIZIB_PATH",
 }
-DATASET_NAMES: Tuple[str, ...] = tuple(_CONFIG_KEYS)
+DATASET_NAMES: Tuple[str, ...] = tuple(CONFIG_KEYS)
 
 
 def get_dataset(name: str, cfg: Any, class_name: Optional[str] = None, part_name: Optional[str] = None,
@@ -37,9 +37,9 @@ def get_dataset(name: str, cfg: Any, class_name: Optional[str] = None, part_name
     mapping such as an EasyDict of the published config.yml, or an object with attributes) gives for it.
     ``class_name``/``part_name`` apply to PascalPart and PartImageNet, ``seed``/``subset_file`` to PascalPart and
     SA1B; the other datasets take none of them."""
-    if name not in _CONFIG_KEYS:
+    if name not in CONFIG_KEYS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}")
-    key = _CONFIG_KEYS[name]
+    key = CONFIG_KEYS[name]
     path = cfg.get(key) if isinstance(cfg, Mapping) else getattr(cfg, key, None)
     if path is None:
         raise DatasetError(f"the config has no {key} (the folder of the {name} dataset)")
