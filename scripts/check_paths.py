@@ -29,8 +29,11 @@ def main() -> int:
         if key is None:
             print(f"unknown dataset {name}; known: {', '.join(CONFIG_KEYS)}", file=sys.stderr)
             return 1
-        path = Path(str(cfg.get(key, "")))
-        if not cfg.get(key) or not path.is_dir():
+        if not cfg.get(key):
+            print(f"missing: {key} (the folder of dataset {name}) in {config}", file=sys.stderr)
+            return 1
+        path = Path(str(cfg[key]))
+        if not path.is_dir():
             print(f"missing: dataset {name} at {path} ({key} in {config})", file=sys.stderr)
             return 1
     for weight in filter(None, args.weights.split(",")):
