@@ -60,6 +60,12 @@ class GraCoModel(nn.Module):
             select_branch(self.backbone, branch, trainable=self.lora_trainable)
             self._branch = branch
 
+    def set_lora_trainable(self, trainable: bool) -> None:
+        """Let the active LoRA branch (chosen by each forward's signal) receive gradients, or freeze it."""
+        self.lora_trainable = trainable
+        if self._branch is not None:
+            select_branch(self.backbone, self._branch, trainable=trainable)
+
     def trainable_parameters(self) -> Dict[str, nn.Parameter]:
         """The parameters GraCo learns: both LoRA branches, the granularity embedding, the phrase projection."""
         return {name: p for name, p in self.named_parameters()

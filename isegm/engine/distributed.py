@@ -1,0 +1,85 @@
+"""torch.distributed set-up for torchrun (NCCL on GPUs, gloo on the CPU) and the few collectives training needs."""
+import os
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def init_distributed(use_cpu: bool, gpu_ids: Optional[Sequence[int]] = None) -> DistInfo:
+    """Join the torchrun process group (if any) and pick this process's device: ``gpu_ids[local_rank]`` (or the
+    local rank) on GPUs, the CPU with ``use_cpu``."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cpu or not torch.cuda.is_available():
+        device = torch.device("cpu")
+    else:
+        ids = list(gpu_ids) if gpu_ids else list(range(torch.cuda.device_count()))
+        device = torch.device("cuda", ids[local_rank % len(ids)])
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(rank, world_size, local_rank, device)
+
+
+def broadcast_parameters(params: Iterable[torch.Tensor]) -> None:
+    """Give every rank rank 0's values."""
+    if dist.is_available() and dist.is_initialized():
+        for p in params:
+            dist.broadcast(p.data, src=0)
+
+
+def average_gradients(params: Iterable[torch.nn.Parameter], world_size: int) -> None:
+    """All-reduce the gradients of ``params`` (those that have one) into their mean, as one flat buffer."""
+    if world_size <= 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def all_reduce_mean(values: torch.Tensor, world_size: int) -> torch.Tensor:
+    if world_size > 1:
+        values = values.clone()
+        dist.all_reduce(values)
+        values /= world_size
+    return values
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,339 @@
+"""The GCL trainer: iterative click training of the control-signal branches (or of a whole base model)."""
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.click_training_set import ClickTrainingSet
+from ..data.targets import NO_SIGNAL, PHRASE, SLIDER
+from ..model import GraCoModel
+from ..model.losses import NormalizedFocalLoss
+from ..utils.checkpoint import save_checkpoint
+from ..utils.vis import NEGATIVE_COLOUR, POSITIVE_COLOUR, draw_probmap
+from .click_simulation import add_correction_clicks
+from .distributed import DistInfo, all_reduce_mean, average_gradients, broadcast_parameters
+from .sampler import GCLSampler, derive_seed
+from .schedule import GCLSchedule
+
+logger = logging.getLogger(__name__)
+STATE_FORMAT = "graco-train-state/1"
+STATE_FILE = "training_state.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+@dataclass
+class TrainOptions:
+    """What the trainer needs besides the model and data (from the training YAML and the command line)."""
+
+    batch_size: int = 32                 # global batch, split evenly over the ranks
+    workers: int = 4
+    seed: int = 0
+    max_num_next_clicks: int = 3         # correction clicks simulated without gradient, 0..this many per batch
+    betas: Tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    loss_alpha: float = 0.5
+    loss_gamma: float = 2.0
+    checkpoint_interval: Sequence[Tuple[int, int]] = ((0, 20), (50, 1), (55, 20), (105, 1))  # (from epoch, every)
+    state_interval: int = 200            # iterations between resumable training states (also at every epoch end)
+    image_dump_interval: int = 300       # iterations between image dumps (0: never)
+    log_interval: int = 10               # iterations between tensorboard scalars
+    bf16: bool = False                   # bf16 autocast on GPUs
+    layerwise_decay: float = 0.0         # > 0: backbone block i learns at lr * decay ** (depth - i)
+    max_iterations: int = -1             # stop after this many iterations in all (tests, benchmarks)
+
+
+def branch_of(name: str) -> str:
+    """Which optimizer group a parameter belongs to: 'slider', 'phrase' or 'base'."""
+    if f".lora_A.{SLIDER}." in name or f".lora_B.{SLIDER}." in name or "gra_embed" in name:
+        return SLIDER
+    if f".lora_A.{PHRASE}." in name or f".lora_B.{PHRASE}." in name or "phrase2gra_proj" in name:
+        return PHRASE
+    return "base"
+
+
+class GCLTrainer:
+    """Trains ``model`` on ``train_set`` following ``schedule``; writes into ``exp_dir``.
+
+    With ``enable_lora`` only the LoRA branches, the granularity embedding and the phrase projection learn (the
+    base stays frozen); otherwise every parameter of the model learns (training a SimpleClick-style base).
+    Ranks average their gradients after each backward pass, so every rank holds the same weights.
+    """
+
+    def __init__(self, model: GraCoModel, train_set: ClickTrainingSet, schedule: GCLSchedule, exp_dir: Path,
+                 dist: DistInfo, options: TrainOptions, enable_lora: bool):
+        if options.batch_size % dist.world_size:
+            raise ValueError(f"batch size {options.batch_size} is not divisible by {dist.world_size} processes")
+        self.model = model.to(dist.device)
+        self.train_set = train_set
+        self.schedule = schedule
+        self.exp_dir = Path(exp_dir)
+        self.dist = dist
+        self.options = options
+        self.enable_lora = enable_lora
+        self.batch_per_rank = options.batch_size // dist.world_size
+        self.loss_fn = NormalizedFocalLoss(options.loss_alpha, options.loss_gamma)
+        self.params = self._mark_trainable()
+        broadcast_parameters(self.params.values())
+        self.optimizer = self._build_optimizer()
+        self.sampler = GCLSampler(len(train_set), self.batch_per_rank, options.seed, schedule.signal,
+                                  dist.rank, dist.world_size)
+        self.loader = torch.utils.data.DataLoader(
+            train_set, batch_size=self.batch_per_rank, sampler=self.sampler, num_workers=options.workers,
+            pin_memory=dist.device.type == "cuda", drop_last=False)
+        self.epoch, self.next_batch, self.global_step = 0, 0, 0
+        self.writer = None
+        if dist.is_main:
+            (self.exp_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            logger.info("effective batch size %d = %d process(es) x %d", options.batch_size, dist.world_size,
+                        self.batch_per_rank)
+            logger.info("%d trainable tensors, %d parameters (%s)", len(self.params),
+                        sum(p.numel() for p in self.params.values()),
+                        "LoRA branches, granularity embedding, phrase projection" if enable_lora else "whole model")
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def _mark_trainable(self) -> Dict[str, torch.nn.Parameter]:
+        model = self.model
+        if self.enable_lora:
+            if not model.cfg.has_lora:
+                raise ValueError("--enable_lora needs a model with LoRA branches (granularity or phrase)")
+            model.requires_grad_(False)
+            params = model.trainable_parameters()
+            for p in params.values():
+                p.requires_grad_(True)
+            model.set_lora_trainable(True)
+            return params
+        model.requires_grad_(True)
+        if model.phrase_encoder is not None and model.phrase_encoder.text is not None:
+            model.phrase_encoder.text.requires_grad_(False)
+        return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        groups: Dict[Tuple[str, float], List[torch.nn.Parameter]] = {}
+        depth = self.model.cfg.depth
+        for name, param in self.params.items():
+            mult = 1.0
+            if self.options.layerwise_decay > 0 and name.startswith("backbone.blocks."):
+                block = int(name.split(".")[2])
+                mult = self.options.layerwise_decay ** (depth - block)
+            groups.setdefault((branch_of(name), mult), []).append(param)
+        param_groups = [{"params": ps, "branch": branch, "lr_mult": mult, "lr": self.schedule.lr * mult}
+                        for (branch, mult), ps in groups.items()]
+        return torch.optim.Adam(param_groups, lr=self.schedule.lr, betas=tuple(self.options.betas),
+                                eps=self.options.eps)
+
+    def _set_learning_rate(self, epoch: int) -> Dict[str, float]:
+        lr = self.schedule.learning_rate(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+        return {group["branch"]: lr for group in self.optimizer.param_groups}
+
+    # ------------------------------------------------------------------------------------------ state files
+    @property
+    def state_path(self) -> Path:
+        return self.exp_dir / "checkpoints" / STATE_FILE
+
+    def save_state(self) -> None:
+        """Write everything a resumed run needs, atomically (rank 0)."""
+        if not self.dist.is_main:
+            return
+        state = {
+            "format": STATE_FORMAT, "epoch": self.epoch, "next_batch": self.next_batch,
+            "global_step": self.global_step, "global_batch": self.options.batch_size, "seed": self.options.seed,
+            "params": {n: p.detach().cpu() for n, p in self.params.items()},
+            "optimizer": self.optimizer.state_dict(),
+        }
+        tmp = self.state_path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.state_path)
+
+    def load_state(self, path: Path) -> None:
+        """Continue exactly where the run that wrote ``path`` stopped (weights, optimizer, position, seed)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"{path}: not a training state of this project")
+        if state["global_batch"] != self.options.batch_size or state["seed"] != self.options.seed:
+            raise ValueError(f"{path}: written with batch size {state['global_batch']} and seed {state['seed']}; "
+                             f"resume with the same --batch-size and --seed")
+        missing = set(self.params) ^ set(state["params"])
+        if missing:
+            raise ValueError(f"{path}: its parameters do not match this model (e.g. {sorted(missing)[0]!r})")
+        with torch.no_grad():
+            for name, value in state["params"].items():
+                self.params[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # Adam keeps its per-group extras from the saved state
+            group.setdefault("lr_mult", 1.0)
+        self.epoch, self.next_batch, self.global_step = state["epoch"], state["next_batch"], state["global_step"]
+        if self.next_batch >= self.sampler.batches_per_epoch:
+            self.epoch, self.next_batch = self.epoch + 1, 0
+
+    def save_weights(self, name: str) -> Path:
+        """``checkpoints/<name>.safetensors`` (+ ``.json``): the LoRA-side weights, or the whole model."""
+        cfg = self.model.cfg
+        if self.enable_lora:
+            state = {n: p for n, p in self.model.state_dict().items() if n in self.params}
+            contents = "lora"
+        else:
+            state = self.model.state_dict()
+            contents = "full"
+        return save_checkpoint(state, cfg, self.exp_dir / "checkpoints" / name, contents,
+                               extra={"epoch": self.epoch})
+
+    def _epoch_checkpoint_due(self, epoch: int) -> bool:
+        intervals = [every for start, every in self.options.checkpoint_interval if start <= epoch]
+        every = intervals[-1] if intervals else 1
+        return epoch % every == 0 or epoch == self.schedule.epochs - 1
+
+    # --------------------------------------------------------------------------------------------- training
+    def fit(self) -> None:
+        """Train from the current position to the last epoch (or ``max_iterations``)."""
+        iterations_left = self.options.max_iterations
+        while self.epoch < self.schedule.epochs and iterations_left != 0:
+            iterations_left = self._train_epoch(iterations_left)
+        if self.writer is not None:
+            self.writer.close()
+
+    def _train_epoch(self, iterations_left: int) -> int:
+        epoch = self.epoch
+        signal = self.schedule.signal(epoch)
+        lrs = self._set_learning_rate(epoch)
+        if self.dist.is_main and self.next_batch == 0:
+            logger.info("epoch %d: %s signal, learning rate %s", epoch, signal, lrs)
+        self.sampler.set_epoch(epoch, self.next_batch)
+        self.model.train()
+        bar = tqdm(self.loader, desc=f"Epoch {epoch} [{signal}]", disable=not self.dist.is_main,
+                   dynamic_ncols=True, leave=False)
+        started, images, skipped, loss_sum, steps = time.perf_counter(), 0, 0, 0.0, 0
+        for batch in bar:
+            losses = self._step(batch, signal)
+            self.next_batch += 1
+            self.global_step += 1
+            steps += 1
+            images += batch["images"].shape[0] * self.dist.world_size
+            skipped += int(batch["skipped"].sum())
+            loss_sum += losses["loss"]
+            rate = images / (time.perf_counter() - started)
+            bar.set_postfix(loss=f"{loss_sum / steps:.4f}", img_s=f"{rate:.1f}")
+            if self.dist.is_main and self.global_step % self.options.log_interval == 0:
+                self._log_scalars(losses, lrs)
+            if self.global_step % self.options.state_interval == 0:
+                self.save_state()
+            iterations_left -= 1
+            if iterations_left == 0:
+                break
+        bar.close()
+        seconds = time.perf_counter() - started
+        finished = self.next_batch >= self.sampler.batches_per_epoch
+        skipped = int(all_reduce_mean(torch.tensor(float(skipped)), self.dist.world_size) * self.dist.world_size)
+        if self.dist.is_main and steps:
+            logger.info("epoch %d%s: %d iterations, loss %.4f, %.2f images/s, %d unreadable samples skipped",
+                        epoch, "" if finished else " (stopped early)", steps, loss_sum / steps, images / seconds,
+                        skipped)
+            writer = self._writer()
+            writer.add_scalar("Train/images_per_second", images / seconds, epoch)
+            writer.add_scalar("Train/skipped_samples", skipped, epoch)
+        if finished:
+            if self.dist.is_main:
+                self.save_weights("last_checkpoint")
+                if self._epoch_checkpoint_due(epoch):
+                    self.save_weights(f"{epoch:03d}")
+            self.epoch, self.next_batch = epoch + 1, 0
+        self.save_state()
+        return iterations_left
+
+    def _step(self, batch: Dict[str, torch.Tensor], signal: str) -> Dict[str, float]:
+        device = self.dist.device
+        rank_seed = derive_seed(self.options.seed, self.global_step, self.dist.rank)
+        rng = np.random.default_rng(rank_seed)
+        torch.manual_seed(rank_seed)  # dropout
+        image = batch["images"].to(device, non_blocking=True)
+        target = batch["instances"].to(device, non_blocking=True)
+        points = batch["points"].to(device, non_blocking=True)
+        gra = batch["gra"].to(device) if signal == SLIDER else None
+        text = batch["text"].to(device) if signal == PHRASE else None
+        if gra is not None and torch.isnan(gra).any():
+            raise ValueError("a slider sample has no granularity; the dataset must give one for the slider signal")
+
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                                  enabled=self.options.bf16 and device.type == "cuda")
+        prev = torch.zeros_like(image[:, :1])
+        with torch.no_grad():
+            num_clicks = int(rng.integers(self.options.max_num_next_clicks + 1))
+            if num_clicks:
+                self.model.eval()
+                for click_index in range(1, num_clicks + 1):
+                    with autocast:
+                        logits = self.model(torch.cat((image, prev), 1), points, gra, text)["instances"]
+                    prev = torch.sigmoid(logits.float())
+                    points = add_correction_clicks(prev, target, points, click_index, rng)
+                self.model.train()
+
+        with autocast:
+            logits = self.model(torch.cat((image, prev), 1), points, gra, text)["instances"]
+        loss = self.loss_fn(logits.float(), target).mean()
+        loss_value = all_reduce_mean(loss.detach().reshape(1), self.dist.world_size).item()
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(
+                f"the loss is {loss_value} at epoch {self.epoch}, iteration {self.next_batch}; training stopped, "
+                f"the last good state is {self.state_path}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        average_gradients(self.params.values(), self.dist.world_size)
+        self.optimizer.step()
+
+        with torch.no_grad():
+            pred = logits.float() > 0
+            valid = target >= 0
+            gt = target > 0.5
+            inter = (pred & gt & valid).sum(dim=(1, 2, 3)).float()
+            union = ((pred | gt) & valid).sum(dim=(1, 2, 3)).float().clamp(min=1)
+            iou = (inter / union).mean().item()
+        if (self.dist.is_main and self.options.image_dump_interval > 0
+                and self.global_step % self.options.image_dump_interval == 0):
+            self._dump_images(image, points, target, torch.sigmoid(logits.float()), signal)
+        return {"loss": loss_value, "iou": iou}
+
+    # ---------------------------------------------------------------------------------------------- logging
+    def _writer(self):
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(log_dir=str(self.exp_dir / "logs"))
+        return self.writer
+
+    def _log_scalars(self, losses: Dict[str, float], lrs: Dict[str, float]) -> None:
+        writer = self._writer()
+        writer.add_scalar("Train/loss", losses["loss"], self.global_step)
+        writer.add_scalar("Train/iou", losses["iou"], self.global_step)
+        for branch, lr in lrs.items():
+            writer.add_scalar(f"Train/learning_rate_{branch}", lr, self.global_step)
+
+    def _dump_images(self, image: torch.Tensor, points: torch.Tensor, target: torch.Tensor, prob: torch.Tensor,
+                     signal: str) -> None:
+        """``vis/<step>_<signal>.jpg``: the first sample's image with its clicks, ground truth, prediction."""
+        rgb = (image[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8).copy()
+        clicks = points[0].cpu().numpy()
+        half = len(clicks) // 2
+        for i, (y, x, order) in enumerate(clicks):
+            if order >= 0:
+                cv2.circle(rgb, (int(x), int(y)), 3, POSITIVE_COLOUR if i < half else NEGATIVE_COLOUR, -1)
+        gt = target[0, 0].cpu().numpy().copy()
+        gt[gt < 0] = 0.25
+        picture = np.hstack([rgb, draw_probmap(gt), draw_probmap(prob[0, 0].cpu().numpy())])
+        folder = self.exp_dir / "vis"
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{self.global_step:06d}_{signal}.jpg"), picture[:, :, ::-1],
+                    [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+__all__ = ["GCLTrainer", "TrainOptions", "TrainingDiverged", "NO_SIGNAL", "branch_of"]

@@ -1,0 +1,107 @@
+"""Building a training run from its YAML config and command-line options: model, data and trainer options."""
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Sequence, Tuple
+
+from easydict import EasyDict
+
+from ..data.click_training_set import ClickTrainingSet
+from ..data.points_sampler import MultiPointSampler
+from ..data.training import build_target_dataset
+from ..data.transforms import train_augmentation
+from ..model import GraCoModel, ModelConfig, load_model_config
+from ..utils.checkpoint import CheckpointError, assign_weights, convert_published_state, read_checkpoint
+from .experiment import resolve_data_path
+from .trainer import TrainOptions, branch_of
+
+logger = logging.getLogger(__name__)
+
+
+class SetupError(ValueError):
+    """The run cannot be built from its config and options (one-line message)."""
+
+
+def model_config(config: EasyDict, args: Any) -> ModelConfig:
+    """The MODEL entry (a preset name or a mapping of ModelConfig fields) with --upsample applied."""
+    spec = config.get("MODEL", "graco_vit_base448")
+    try:
+        cfg = load_model_config(spec) if isinstance(spec, str) else ModelConfig.from_dict(dict(spec))
+    except (FileNotFoundError, TypeError, ValueError) as error:
+        raise SetupError(f"MODEL: {error}") from None
+    if getattr(args, "random_split", False):
+        raise SetupError("--random-split is not implemented: this project trains with the window split")
+    if getattr(args, "upsample", None):
+        cfg = dataclasses.replace(cfg, upsample=args.upsample)
+    crop = config.get("DATA", {}).get("crop_size")
+    if crop:
+        cfg = dataclasses.replace(cfg, img_size=tuple(int(v) for v in crop))
+    return cfg
+
+
+def build_model(config: EasyDict, args: Any) -> GraCoModel:
+    """The model of the config with ``--weights`` loaded and, for the phrase branch, ``--clip-weights``."""
+    model = GraCoModel(model_config(config, args))
+    if args.weights:
+        load_weights_checkpoint(model, args.weights, base_only=args.enable_lora)
+    elif args.enable_lora:
+        raise SetupError("--enable_lora trains on top of a frozen base: give its weights with --weights")
+    if args.clip_weights and model.phrase_encoder is not None:
+        try:
+            model.phrase_encoder.load_clip_weights(args.clip_weights)
+        except (FileNotFoundError, ValueError) as error:
+            raise SetupError(str(error)) from None
+    return model
+
+
+def load_weights_checkpoint(model: GraCoModel, path: Any, base_only: bool = False) -> None:
+    """Copy a checkpoint's weights into ``model``. With ``base_only`` every base weight must be there (the LoRA
+    branches, granularity embedding and phrase projection may be missing: they are what will be trained)."""
+    if not Path(path).is_file():
+        raise SetupError(f"weights not found: {path}")
+    state, _ = read_checkpoint(path)
+    if Path(path).suffix != ".safetensors":
+        state = convert_published_state(state, model.state_dict().keys(), model.cfg)
+
+    def required(name: str) -> bool:
+        return base_only and branch_of(name) == "base" and not name.startswith("phrase_encoder.text.")
+
+    try:
+        assign_weights(model, [(path, state)], required=required)
+    except CheckpointError as error:
+        raise SetupError(str(error)) from None
+    logger.info("loaded %d tensors from %s", len(state), path)
+
+
+def build_train_set(config: EasyDict, paths: Any, args: Any) -> Tuple[ClickTrainingSet, Sequence[str]]:
+    """The training set of the DATA entry and the signals it can serve."""
+    data = config.get("DATA", {})
+    kind = data.get("dataset", "pascalpart")
+    location = {key: resolve_data_path(data[key], EasyDict(paths), f"DATA.{key}")
+                for key in ("path", "annotations", "images") if key in data}
+    part_path = Path(args.part_path) if args.part_path else None
+    if part_path is not None and not part_path.is_file():
+        raise SetupError(f"--part_path: no proposals file at {part_path}")
+    targets = build_target_dataset(kind, split=data.get("split", "train"), part_path=part_path, **location)
+    crop = tuple(int(v) for v in data.get("crop_size", (448, 448)))
+    points = config.get("POINTS", {})
+    sampler = MultiPointSampler(int(points.get("max_num_points", 24)), float(points.get("prob_gamma", 0.8)))
+    train_set = ClickTrainingSet(targets, train_augmentation(crop), sampler,
+                                 min_object_area=int(data.get("min_object_area", 80)),
+                                 keep_background_prob=float(data.get("keep_background_prob", 0.01)))
+    return train_set, tuple(targets.signals)
+
+
+def trainer_options(config: EasyDict, args: Any) -> TrainOptions:
+    train = config.get("TRAIN", {})
+    defaults = TrainOptions()
+    fields = {f.name for f in dataclasses.fields(TrainOptions)}
+    values = {k: v for k, v in train.items() if k in fields}
+    values["checkpoint_interval"] = tuple(tuple(x) for x in train.get("checkpoint_interval",
+                                                                      defaults.checkpoint_interval))
+    values["betas"] = tuple(train.get("betas", defaults.betas))
+    values.update(workers=args.workers, seed=args.seed, bf16=args.bf16, max_iterations=args.max_iterations,
+                  layerwise_decay=0.75 if args.layerwise_decay else 0.0)
+    if args.batch_size > 0:
+        values["batch_size"] = args.batch_size
+    return TrainOptions(**values)

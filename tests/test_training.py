@@ -1,0 +1,169 @@
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from isegm.data.click_training_set import ClickTrainingSet
+from isegm.data.points_sampler import MultiPointSampler
+from isegm.data.targets import NO_SIGNAL, PHRASE, SLIDER
+from isegm.engine import GCLSampler, GCLSchedule, GCLTrainer
+from isegm.engine.click_simulation import add_correction_clicks
+from isegm.engine.distributed import DistInfo
+from isegm.engine.trainer import TrainOptions, branch_of
+from isegm.model import GraCoModel
+from isegm.model.losses import NormalizedFocalLoss
+from isegm.utils.seeded import seeded_clip_text_state
+
+from conftest import tiny_config
+from training_helpers import ShapesTargets
+
+
+# ------------------------------------------------------------------------------------------------------ loss
+def test_focal_loss_ignores_ignored_pixels_and_rewards_correct_predictions():
+    loss = NormalizedFocalLoss()
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 2:6, 2:6] = 1
+    target[..., 0, :] = -1
+    good = torch.where(target > 0.5, 6.0, -6.0)
+    bad = -good
+    assert loss(good, target).item() < 1e-2 and loss(bad, target).item() > 1.0
+    changed = good.clone()
+    changed[..., 0, :] = 100.0  # ignored row
+    assert torch.allclose(loss(good, target), loss(changed, target))
+    assert loss(torch.zeros(3, 1, 8, 8), target.expand(3, -1, -1, -1)).shape == (3,)
+
+
+# --------------------------------------------------------------------------------------------- click sampler
+def test_points_sampler_places_positives_inside_and_negatives_outside():
+    target = np.zeros((40, 40), bool)
+    target[10:30, 10:30] = True
+    ignore = np.zeros_like(target)
+    ignore[:, :3] = True
+    sampler = MultiPointSampler(6, prob_gamma=0.8)
+    for seed in range(30):
+        clicks = sampler.sample(target, np.random.default_rng(seed), ignore=ignore)
+        assert clicks.shape == (12, 3)
+        pos, neg = clicks[:6], clicks[6:]
+        assert (pos[0] >= 0).all(), "at least one positive click"
+        for y, x, order in pos[pos[:, 2] >= 0]:
+            assert target[int(y), int(x)] and order == 100
+        for y, x, order in neg[neg[:, 2] >= 0]:
+            assert not target[int(y), int(x)] and not ignore[int(y), int(x)]
+        assert ((clicks[:, 2] == -1) == (clicks[:, 0] == -1)).all()
+    a = sampler.sample(target, np.random.default_rng(5))
+    b = sampler.sample(target, np.random.default_rng(5))
+    assert np.array_equal(a, b)
+
+
+def test_correction_click_goes_to_the_deeper_error_in_the_published_slot():
+    target = torch.zeros(2, 1, 30, 30)
+    target[:, :, 5:25, 5:25] = 1
+    prob = torch.zeros(2, 1, 30, 30)
+    prob[1] = 1.0  # sample 1: everything predicted, the false positive ring is the error
+    prob[1, :, 5:25, 5:25] = 1.0
+    points = torch.full((2, 8, 3), -1.0)
+    out = add_correction_clicks(prob, target, points, 1, np.random.default_rng(0))
+    y, x, order = out[0, 3].tolist()  # positive slot N - 1
+    assert order == 1 and target[0, 0, int(y), int(x)] == 1
+    y, x, order = out[1, 7].tolist()  # negative slot 2N - 1
+    assert order == 1 and target[1, 0, int(y), int(x)] == 0
+    assert (out[0, 4:] == -1).all() and (out[1, :4] == -1).all()
+
+
+# ------------------------------------------------------------------------------------------------- schedule
+def test_two_signal_schedule_matches_the_published_learning_rates():
+    schedule = GCLSchedule(epochs=110, lr=5e-4, signals=(PHRASE, SLIDER, NO_SIGNAL))
+    assert [schedule.signal(e) for e in (0, 54, 55, 109)] == [PHRASE, PHRASE, SLIDER, SLIDER]
+    expected = {0: 5e-4, 49: 5e-4, 50: 5e-5, 54: 5e-5, 55: 5e-4, 104: 5e-4, 105: 5e-5, 109: 5e-5}
+    for epoch, lr in expected.items():
+        assert math.isclose(schedule.learning_rate(epoch), lr), epoch
+    slider_only = GCLSchedule(epochs=55, lr=5e-4, switch_epoch=0, signals=(SLIDER, NO_SIGNAL))
+    assert slider_only.signal(0) == SLIDER and math.isclose(slider_only.learning_rate(50), 5e-5)
+    base = GCLSchedule(epochs=5, lr=1e-3, enable_lora=False, signals=(SLIDER,))
+    assert base.signal(0) == NO_SIGNAL
+
+
+# -------------------------------------------------------------------------------------------------- sampler
+def test_sampler_is_deterministic_sharded_and_resumable():
+    def keys(rank, world, epoch=3, start=0):
+        sampler = GCLSampler(23, 2, seed=7, signal_for_epoch=lambda e: SLIDER, rank=rank, world_size=world)
+        sampler.set_epoch(epoch, start)
+        return list(sampler)
+
+    single = keys(0, 1)
+    assert single == keys(0, 1) and len(single) == 22
+    assert keys(0, 1, epoch=4) != single
+    r0, r1 = keys(0, 2), keys(1, 2)
+    assert len(r0) == len(r1) == 10 and not {k[1] for k in r0} & {k[1] for k in r1}
+    assert keys(0, 1, start=4) == single[8:]
+    assert all(k[2] == SLIDER for k in single)
+
+
+# -------------------------------------------------------------------------------------------------- trainer
+def tiny_trainer(tmp_path: Path, signals=(PHRASE, SLIDER, NO_SIGNAL), enable_lora=True, epochs=2, switch=1,
+                 **options) -> GCLTrainer:
+    torch.manual_seed(0)
+    cfg = tiny_config(img_size=(64, 64))
+    model = GraCoModel(cfg)
+    model.phrase_encoder.load_clip_state(seeded_clip_text_state(0), source="seeded CLIP")
+    train_set = ClickTrainingSet(ShapesTargets(8), None, MultiPointSampler(4), min_object_area=10)
+    train_set.targets.signals = signals
+    schedule = GCLSchedule(epochs=epochs, lr=1e-3, milestones=(100,), switch_epoch=switch,
+                           enable_lora=enable_lora, signals=signals)
+    values = dict(batch_size=4, workers=0, seed=1, max_num_next_clicks=1, image_dump_interval=0, state_interval=3)
+    values.update(options)
+    return GCLTrainer(model, train_set, schedule, tmp_path, DistInfo(), TrainOptions(**values), enable_lora)
+
+
+def snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def changed(before, after):
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+def test_lora_training_changes_only_the_branch_of_each_phase(tmp_path):
+    trainer = tiny_trainer(tmp_path, epochs=2, switch=1)
+    start = snapshot(trainer.model)
+    trainer.options.max_iterations = 2  # phrase phase (epoch 0 has 2 iterations)
+    trainer.fit()
+    after_phrase = snapshot(trainer.model)
+    phrase_changed = changed(start, after_phrase)
+    assert phrase_changed and all(branch_of(k) == PHRASE for k in phrase_changed), phrase_changed
+    assert any("phrase2gra_proj" in k for k in phrase_changed)
+    trainer.options.max_iterations = 2  # slider phase
+    trainer.fit()
+    slider_changed = changed(after_phrase, snapshot(trainer.model))
+    assert slider_changed and all(branch_of(k) == SLIDER for k in slider_changed), slider_changed
+    assert any("gra_embed" in k for k in slider_changed)
+    assert (tmp_path / "checkpoints" / "last_checkpoint.safetensors").is_file()
+
+
+def test_resumed_trainer_reaches_the_same_weights(tmp_path):
+    straight = tiny_trainer(tmp_path / "a", epochs=2, switch=1)
+    straight.fit()
+    interrupted = tiny_trainer(tmp_path / "b", epochs=2, switch=1, max_iterations=3)
+    interrupted.fit()  # stops mid-epoch 1; the state holds epoch 1, iteration 1
+    resumed = tiny_trainer(tmp_path / "b", epochs=2, switch=1)
+    resumed.load_state(resumed.state_path)
+    assert (resumed.epoch, resumed.next_batch) == (1, 1)
+    resumed.fit()
+    a, b = snapshot(straight.model), snapshot(resumed.model)
+    assert not changed(a, b)
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_state(tmp_path):
+    from isegm.engine import TrainingDiverged
+    trainer = tiny_trainer(tmp_path, epochs=1, signals=(SLIDER,), switch=0)
+    trainer.options.max_iterations = 1
+    trainer.fit()
+    saved = trainer.state_path.read_bytes()
+    with torch.no_grad():
+        next(iter(trainer.params.values())).fill_(float("nan"))
+    trainer.options.max_iterations = -1
+    with pytest.raises(TrainingDiverged, match="loss is nan"):
+        trainer.fit()
+    assert trainer.state_path.read_bytes() == saved
