@@ -32,7 +32,7 @@ def read_yaml(path: PathLike) -> EasyDict:
 
 def resolve_data_path(value: str, paths: EasyDict, what: str) -> Path:
     """``value`` is a key of the paths config (``PASCALPART_PATH``) or a folder/file."""
-    if re.fullmatch(r"[A-Za-z0-9]+_PATH", str(value)):
+    if re.fullmatch(r"[A-Za-z0-9_]+_PATH", str(value)):
         if value not in paths:
             raise ExperimentError(f"{what}: the paths config has no {value}")
         value = paths[value]
