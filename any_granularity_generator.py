@@ -78,8 +78,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--input-size", type=int, default=448, help="model input (zoom-in crop) size")
     parser.add_argument("--max-objects-per-forward", type=int, default=0, help="split larger forwards (0: off)")
     parser.add_argument("--shard-size", type=int, default=100, help="images per shard file")
+    parser.add_argument("--min-component-area", type=int, default=1500,
+                        help="pixels a carved component needs to be drawn (published: 1500, for SBD-sized images)")
+    parser.add_argument("--min-negative-area", type=int, default=400,
+                        help="pixels a prediction needs before negative clicks are placed in it (published: 400)")
     args = parser.parse_args(argv)
-    for name in ("batch_size", "shard_size", "input_size"):
+    for name in ("batch_size", "shard_size", "input_size", "min_component_area", "min_negative_area"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     if args.workers < 0 or args.max_objects_per_forward < 0:
@@ -374,7 +378,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UsageError(f"--dataset-path {root} is not a folder")
         source = SBDImages(root, args.split) if args.dataset_format == "sbd" else COCOImages(root, args.split)
         settings = FMGSettings(input_size=(args.input_size, args.input_size),
-                               max_batch=args.max_objects_per_forward)
+                               max_batch=args.max_objects_per_forward,
+                               min_component_area=args.min_component_area,
+                               min_negative_area=args.min_negative_area)
         out, shard_dir = output_paths(args)
         store = ShardStore(shard_dir, rank)
         manifest = build_manifest(args, settings)

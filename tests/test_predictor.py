@@ -78,3 +78,21 @@ def test_prediction_needs_an_image(tiny_model):
 def test_only_nobrs_mode(tiny_model):
     with pytest.raises(ValueError, match="only 'NoBRS'"):
         get_predictor(tiny_model, "f-BRS-B", "cpu")
+
+
+def test_predict_granularities_matches_single_predictions_and_keeps_state(tiny_model, rgb_image):
+    from isegm.inference.clicker import Click, Clicker
+    from isegm.inference.predictors import get_predictor
+
+    predictor = get_predictor(tiny_model, "NoBRS", "cpu", zoom_in_params=dict(skip_clicks=-1, target_size=(224, 224)))
+    predictor.set_input_image(rgb_image)
+    clicker = Clicker()
+    clicker.add_click(Click(is_positive=True, coords=(60, 80), indx=0))
+    before = predictor.get_states()["prev_prediction"].clone()
+    strip = predictor.predict_granularities(clicker, [0.2, 0.7, 1.0])
+    assert torch.equal(predictor.get_states()["prev_prediction"], before)
+    for gra, probs in zip([0.2, 0.7, 1.0], strip):
+        predictor.set_input_image(rgb_image)
+        single = predictor.get_prediction(clicker, gra=gra)
+        np.testing.assert_allclose(probs, single, atol=1e-5)
+    assert not np.allclose(strip[0], strip[2])

@@ -15,7 +15,6 @@ import torch
 
 from ..inference.clicker import Click, Clicker
 from ..inference.predictors import BasePredictor, get_predictor
-from ..inference.predictors.base import ModelRequest
 from ..model.granularity import check_granularity
 from ..model.phrase_encoder import PhraseEncoderUnavailable
 from .worker import Worker
@@ -93,14 +92,7 @@ class ObjectSession:
         """The probability maps of the ten strip granularities for ``clicks``, from one batched forward (no flip)."""
         state, _ = self.start_state(clicks)
         strip_predictor.set_states(state)
-        request = strip_predictor.prepare(self.clicker(clicks), gra=STRIP_GRANULARITIES[0])
-        prepared = strip_predictor.get_states()
-        requests = [ModelRequest(request.image, request.clicks_lists, gra, None) for gra in STRIP_GRANULARITIES]
-        out = []
-        for logits in strip_predictor.forward(requests):
-            strip_predictor.set_states(prepared)
-            out.append(strip_predictor.finish(logits))
-        return out
+        return strip_predictor.predict_granularities(self.clicker(clicks), STRIP_GRANULARITIES)
 
 
 def click_key(clicks: List[Click]) -> ClickKey:

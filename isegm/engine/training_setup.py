@@ -60,8 +60,7 @@ def load_weights_checkpoint(model: GraCoModel, path: Any, base_only: bool = Fals
     if not Path(path).is_file():
         raise SetupError(f"weights not found: {path}")
     state, _ = read_checkpoint(path)
-    if Path(path).suffix != ".safetensors":
-        state = convert_published_state(state, model.state_dict().keys(), model.cfg)
+    state = convert_published_state(state, model.state_dict().keys(), model.cfg)
 
     def required(name: str) -> bool:
         return base_only and branch_of(name) == "base" and not name.startswith("phrase_encoder.text.")

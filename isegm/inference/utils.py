@@ -45,8 +45,7 @@ def load_is_model(checkpoint: PathLike, device: Union[str, torch.device], eval_r
     try:
         model = GraCoModel(cfg)
         model_keys = model.state_dict().keys()
-        converted = [(path, state if Path(path).suffix == ".safetensors"
-                      else convert_published_state(state, model_keys, cfg)) for path, state in sources]
+        converted = [(path, convert_published_state(state, model_keys, cfg)) for path, state in sources]
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"{config_source}: {error}") from None
     assign_weights(model, converted)

@@ -9,10 +9,11 @@ Every problem is raised as :class:`CheckpointError` with one line naming the fil
 """
 import json
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -113,7 +114,11 @@ def read_checkpoint(path: PathLike) -> Tuple[Dict[str, torch.Tensor], Optional[M
 
 def convert_published_state(state: Dict[str, torch.Tensor], model_keys: Iterable[str], cfg: ModelConfig
                             ) -> Dict[str, torch.Tensor]:
-    """Rename published entries to this project's parameters (fused qkv split into q, k, v; LoRA to peft names)."""
+    """Rename published entries to this project's parameters (fused qkv split into q, k, v; LoRA to peft names).
+
+    Entries already in this project's layout pass through, named the way ``model_keys`` names them: peft wraps the
+    adapted linears as ``<q|v>.base_layer``, so a model without LoRA and one with LoRA name their base differently.
+    """
     model_keys = set(model_keys)
     out = {}
     for key, value in published_to_peft(state, cfg.embed_dim, cfg.lora_rank).items():
@@ -123,8 +128,19 @@ def convert_published_state(state: Dict[str, torch.Tensor], model_keys: Iterable
                 wrapped = f"{prefix}.{part}.base_layer.{kind}"
                 out[wrapped if wrapped in model_keys else f"{prefix}.{part}.{kind}"] = chunk.clone()
         else:
-            out[key] = value
+            out[_model_name(key, model_keys)] = value
     return out
+
+
+def _model_name(key: str, model_keys: Set[str]) -> str:
+    """``key`` with or without peft's ``base_layer`` level, whichever the model has."""
+    if key in model_keys:
+        return key
+    unwrapped = key.replace(".base_layer.", ".")
+    if unwrapped in model_keys:
+        return unwrapped
+    wrapped = re.sub(r"\.([qkv])\.(weight|bias)$", r".\1.base_layer.\2", key)
+    return wrapped if wrapped in model_keys else key
 
 
 def to_published_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

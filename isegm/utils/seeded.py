@@ -76,8 +76,7 @@ def build_seeded_model(cfg, lora_checkpoint=None, clip_text: bool = False, seed:
     sources = [("seeded base", convert_published_state(base, keys, cfg))]
     if lora_checkpoint is not None:
         state, _ = read_checkpoint(lora_checkpoint)
-        if not str(lora_checkpoint).endswith(".safetensors"):
-            state = convert_published_state(state, keys, cfg)
+        state = convert_published_state(state, keys, cfg)
         sources.append((lora_checkpoint, state))
     else:
         trainable = to_published_state({k: v for k, v in model.state_dict().items()

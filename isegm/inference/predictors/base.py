@@ -208,6 +208,22 @@ class BasePredictor:
             rows.append(pos + [(-1, -1, -1)] * (num_points - len(pos)) + neg + [(-1, -1, -1)] * (num_points - len(neg)))
         return torch.tensor(rows, dtype=torch.float32, device=self.device)
 
+    def predict_granularities(self, clicker: Clicker, granularities: Sequence[float],
+                              prev_mask: Optional[torch.Tensor] = None) -> List[np.ndarray]:
+        """Probability maps (H x W float32 each) of the same clicks at several granularities, from one batched
+        forward. The predictor's state (previous prediction, zoom-in) is left as it was."""
+        before = self.get_states()
+        request = self.prepare(clicker, prev_mask, gra=granularities[0])
+        prepared = self.get_states()
+        requests = [ModelRequest(request.image, request.clicks_lists, check_granularity(g), None)
+                    for g in granularities]
+        maps = []
+        for logits in self.forward(requests):
+            self.set_states(prepared)
+            maps.append(self.finish(logits))
+        self.set_states(before)
+        return maps
+
     def get_states(self) -> dict:
         return {"transform_states": [t.get_state() for t in self.transforms],
                 "prev_prediction": self.prev_prediction.clone()}
