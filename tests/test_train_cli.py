@@ -79,7 +79,7 @@ def test_train_cli_writes_checkpoints_logs_and_pictures(run_dir):
     log = (folder / "train.log").read_text()
     assert "effective batch size 4 = 1 process(es) x 4" in log
     assert "epoch 0: phrase signal" in log and "epoch 1: slider signal" in log
-    assert re.search(r"images/s, 0 unreadable samples skipped", log)
+    assert re.search(r"training IoU [0-9.]+, [0-9.]+ images/s, 0 unreadable samples skipped", log)
 
 
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(run_dir):

@@ -167,3 +167,44 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_state(tmp_path):
     with pytest.raises(TrainingDiverged, match="loss is nan"):
         trainer.fit()
     assert trainer.state_path.read_bytes() == saved
+
+
+def pascalpart_with_split(test_data: Path, tmp_path: Path) -> Path:
+    """The shared PascalPart images with a train list (the shared copy has no split files)."""
+    import os
+
+    source = test_data / "PascalPart"
+    root = tmp_path / "PascalPart"
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    for name in ("JPEGImages", "Annotations_Part"):
+        os.symlink(source / name, root / name)
+    ids = sorted(p.stem for p in (source / "Annotations_Part").glob("*.mat"))
+    (root / "ImageSets" / "Main" / "train.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("data", ["shared PascalPart", "toy scenes"])
+def test_lora_training_loss_falls_over_a_few_hundred_iterations(data, tmp_path, request):
+    from isegm.data.synthetic import build_toy_dataset
+    from isegm.data.training import PascalPartTrainingDataset
+    from isegm.data.transforms import train_augmentation
+
+    if data == "shared PascalPart":
+        root = pascalpart_with_split(request.getfixturevalue("test_data"), tmp_path)
+    else:
+        root = build_toy_dataset(tmp_path / "toy", n_train=24, n_val=0, size=(96, 96), seed=0,
+                                 photo_crops=0).pascalpart_root
+    torch.manual_seed(0)
+    model = GraCoModel(tiny_config(img_size=(64, 64)))
+    train_set = ClickTrainingSet(PascalPartTrainingDataset(root), train_augmentation((64, 64)), MultiPointSampler(4),
+                                 min_object_area=10)
+    schedule = GCLSchedule(epochs=10 ** 4, lr=3e-3, milestones=(10 ** 4,), switch_epoch=0, signals=(SLIDER,))
+    options = TrainOptions(batch_size=4, workers=0, seed=0, max_num_next_clicks=1, image_dump_interval=0,
+                           state_interval=10 ** 6, max_iterations=240)
+    trainer = GCLTrainer(model, train_set, schedule, tmp_path / "exp", DistInfo(), options, True)
+    trainer.fit()
+    losses = np.array([h["loss"] for h in trainer.history])
+    ious = np.array([h["iou"] for h in trainer.history])
+    assert len(losses) == 240
+    assert losses[-60:].mean() < 0.97 * losses[:60].mean(), (losses[:60].mean(), losses[-60:].mean())
+    assert ious[-60:].mean() > ious[:60].mean() + 0.02, (ious[:60].mean(), ious[-60:].mean())

@@ -93,7 +93,7 @@ class GCLTrainer:
             train_set, batch_size=self.batch_per_rank, sampler=self.sampler, num_workers=options.workers,
             pin_memory=dist.device.type == "cuda", drop_last=False)
         self.epoch, self.next_batch, self.global_step = 0, 0, 0
-        self.loss_history: List[float] = []  # loss of every iteration this process ran
+        self.history: List[Dict[str, float]] = []  # loss and training IoU of every iteration this process ran
         self.writer = None
         if dist.is_main:
             (self.exp_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -223,7 +223,7 @@ class GCLTrainer:
         self.model.train()
         bar = tqdm(self.loader, desc=f"Epoch {epoch} [{signal}]", disable=not self.dist.is_main,
                    dynamic_ncols=True, leave=False)
-        started, images, skipped, loss_sum, steps = time.perf_counter(), 0, 0, 0.0, 0
+        started, images, skipped, loss_sum, iou_sum, steps = time.perf_counter(), 0, 0, 0.0, 0.0, 0
         for batch in bar:
             losses = self._step(batch, signal)
             self.next_batch += 1
@@ -232,7 +232,8 @@ class GCLTrainer:
             images += batch["images"].shape[0] * self.dist.world_size
             skipped += int(batch["skipped"].sum())
             loss_sum += losses["loss"]
-            self.loss_history.append(losses["loss"])
+            iou_sum += losses["iou"]
+            self.history.append(losses)
             rate = images / (time.perf_counter() - started)
             bar.set_postfix(loss=f"{loss_sum / steps:.4f}", img_s=f"{rate:.1f}")
             if self.dist.is_main and self.global_step % self.options.log_interval == 0:
@@ -247,9 +248,9 @@ class GCLTrainer:
         finished = self.next_batch >= self.sampler.batches_per_epoch
         skipped = int(all_reduce_mean(torch.tensor(float(skipped)), self.dist.world_size) * self.dist.world_size)
         if self.dist.is_main and steps:
-            logger.info("epoch %d%s: %d iterations, loss %.4f, %.2f images/s, %d unreadable samples skipped",
-                        epoch, "" if finished else " (stopped early)", steps, loss_sum / steps, images / seconds,
-                        skipped)
+            logger.info("epoch %d%s: %d iterations, loss %.4f, training IoU %.3f, %.2f images/s, %d unreadable "
+                        "samples skipped", epoch, "" if finished else " (stopped early)", steps, loss_sum / steps,
+                        iou_sum / steps, images / seconds, skipped)
             writer = self._writer()
             writer.add_scalar("Train/images_per_second", images / seconds, epoch)
             writer.add_scalar("Train/skipped_samples", skipped, epoch)

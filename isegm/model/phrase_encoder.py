@@ -85,6 +85,9 @@ def read_clip_text_weights(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     return text
 
 
+FEATURE_CACHE_SIZE = 4096
+
+
 class PhraseEncoder(nn.Module):
     """Phrase -> C-dim embedding added to every ViT token.
 
@@ -99,6 +102,7 @@ class PhraseEncoder(nn.Module):
         self.clip_weights: Optional[Union[str, Path]] = None  # what the loaded text tower came from
         self.clip_source: Optional[Path] = None  # where to load it from on the first phrase
         self._tokenizer = None
+        self._features: Dict[bytes, torch.Tensor] = {}  # CLIP text features by token row (the tower is frozen)
 
     def ensure_loaded(self) -> None:
         """Load the CLIP text tower from ``clip_source`` if needed; :class:`PhraseEncoderUnavailable` says why not."""
@@ -130,6 +134,7 @@ class PhraseEncoder(nn.Module):
         text.requires_grad_(False)
         text.eval()
         self.text = text.to(self.phrase2gra_proj.weight.device)
+        self._features.clear()
         self.clip_weights = source
         logger.info("loaded CLIP text weights from %s", source)
 
@@ -146,8 +151,17 @@ class PhraseEncoder(nn.Module):
         return self._tokenizer([phrases] if isinstance(phrases, str) else list(phrases))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """B x 77 tokens -> B x C embeddings."""
+        """B x 77 tokens -> B x C embeddings. The frozen tower's features are computed once per distinct phrase."""
         self.ensure_loaded()
-        with torch.no_grad():
-            features = self.text(tokens.to(self.phrase2gra_proj.weight.device)).float()
+        device = self.phrase2gra_proj.weight.device
+        keys = [row.tobytes() for row in tokens.detach().cpu().numpy()]
+        new = list(dict.fromkeys(k for k in keys if k not in self._features))
+        if new:
+            if len(self._features) + len(new) > FEATURE_CACHE_SIZE:
+                self._features.clear()
+            rows = torch.stack([tokens[keys.index(k)] for k in new]).to(device)
+            with torch.no_grad():
+                features = self.text(rows).float()
+            self._features.update(zip(new, features))
+        features = torch.stack([self._features[k].to(device) for k in keys])
         return self.phrase2gra_proj(features)
