@@ -185,3 +185,26 @@ def test_generator_cli_scale_granularity_and_restart(tiny_checkpoint, sbd_set, t
 
     # a restart with other arguments refuses to mix shards
     assert agg.main(_args(tiny_checkpoint, sbd_set, resumed)[:-1] + ["4"]) == 2
+
+
+def test_train_py_trains_on_the_generated_proposals(tiny_checkpoint, carving_model, sbd_set, tmp_path):
+    import yaml
+
+    assert agg.main(_args(tiny_checkpoint, sbd_set, tmp_path / "proposals")) == 0
+    cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in carving_model.cfg.to_dict().items()}
+    config = {"MODEL": cfg,
+              "DATA": {"dataset": "sbd", "path": str(sbd_set), "split": "train", "crop_size": [SIZE, SIZE],
+                       "min_object_area": 10},
+              "POINTS": {"max_num_points": 4},
+              "TRAIN": {"epochs": 1, "batch_size": 2, "max_num_next_clicks": 1, "image_dump_interval": 0}}
+    (tmp_path / "sbd_tiny.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "paths.yml").write_text(yaml.safe_dump({"EXPS_PATH": str(tmp_path / "exps")}))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), str(tmp_path / "sbd_tiny.yaml"), "--cpu", "--workers", "0",
+         "--enable_lora", "--weights", str(tiny_checkpoint), "--part_path", str(tmp_path / "proposals" / "proposal.pkl"),
+         "--paths-config", str(tmp_path / "paths.yml"), "--max-iterations", "1"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "epoch 0: slider signal" in result.stderr
+    assert "epoch 0 (stopped early): 1 iterations" in result.stderr

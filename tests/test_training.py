@@ -184,7 +184,9 @@ def pascalpart_with_split(test_data: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("data", ["shared PascalPart", "toy scenes"])
-def test_lora_training_loss_falls_over_a_few_hundred_iterations(data, tmp_path, request):
+def test_tiny_model_learns_over_a_few_hundred_iterations(data, tmp_path, request):
+    """The tiny configuration trained on whole objects: its loss falls (shared PascalPart) and its training IoU
+    rises (both). A LoRA run on a random base is no test of learning: it can only move the frozen base a little."""
     from isegm.data.synthetic import build_toy_dataset
     from isegm.data.training import PascalPartTrainingDataset
     from isegm.data.transforms import train_augmentation
@@ -198,13 +200,14 @@ def test_lora_training_loss_falls_over_a_few_hundred_iterations(data, tmp_path, 
     model = GraCoModel(tiny_config(img_size=(64, 64)))
     train_set = ClickTrainingSet(PascalPartTrainingDataset(root), train_augmentation((64, 64)), MultiPointSampler(4),
                                  min_object_area=10)
-    schedule = GCLSchedule(epochs=10 ** 4, lr=3e-3, milestones=(10 ** 4,), switch_epoch=0, signals=(SLIDER,))
+    schedule = GCLSchedule(epochs=10 ** 4, lr=1e-3, milestones=(10 ** 4,), enable_lora=False, signals=(NO_SIGNAL,))
     options = TrainOptions(batch_size=4, workers=0, seed=0, max_num_next_clicks=1, image_dump_interval=0,
                            state_interval=10 ** 6, max_iterations=240)
-    trainer = GCLTrainer(model, train_set, schedule, tmp_path / "exp", DistInfo(), options, True)
+    trainer = GCLTrainer(model, train_set, schedule, tmp_path / "exp", DistInfo(), options, False)
     trainer.fit()
     losses = np.array([h["loss"] for h in trainer.history])
     ious = np.array([h["iou"] for h in trainer.history])
     assert len(losses) == 240
-    assert losses[-60:].mean() < 0.97 * losses[:60].mean(), (losses[:60].mean(), losses[-60:].mean())
-    assert ious[-60:].mean() > ious[:60].mean() + 0.02, (ious[:60].mean(), ious[-60:].mean())
+    assert ious[-60:].mean() > ious[:60].mean() + 0.1, (ious[:60].mean(), ious[-60:].mean())
+    if data == "shared PascalPart":
+        assert losses[-60:].mean() < 0.9 * losses[:60].mean(), (losses[:60].mean(), losses[-60:].mean())
