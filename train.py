@@ -16,6 +16,7 @@ from typing import NoReturn, Optional
 import torch
 
 logger = logging.getLogger("train")
+MODEL_INIT_TAG = 1  # seeds the initial weights: derive_seed(--seed, MODEL_INIT_TAG)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,6 +64,7 @@ def main(argv=None) -> int:
     from isegm.engine import distributed
     from isegm.engine.experiment import (ExperimentError, find_experiment_dir, new_experiment_dir, read_yaml,
                                          record_run, setup_logging)
+    from isegm.engine.sampler import derive_seed
     from isegm.engine.training_setup import SetupError, build_model, build_train_set, trainer_options
     from isegm.utils.checkpoint import CheckpointError
 
@@ -91,6 +93,7 @@ def main(argv=None) -> int:
         if dist.is_main:
             record_run(exp_dir, config, args)
             logger.info("experiment folder %s", exp_dir)
+        torch.manual_seed(derive_seed(args.seed, MODEL_INIT_TAG))  # initial weights of what trains
         model = build_model(config, args)
         train_set, signals = build_train_set(config, paths, args)
         options = trainer_options(config, args)
@@ -165,9 +168,9 @@ def _resume(trainer, exp_dir: Path, args: argparse.Namespace) -> None:
     matches = sorted((exp_dir / "checkpoints").glob(f"{args.resume_prefix}*.safetensors"))
     if not matches:
         raise ExperimentError(f"{exp_dir / 'checkpoints'}: no checkpoint starting with {args.resume_prefix!r}")
-    load_weights_checkpoint(trainer.model, matches[-1])
+    load_weights_checkpoint(trainer.model, matches[-1], required=lambda name: name in trainer.params)
     trainer.epoch = args.start_epoch
-    logger.info("restarting from %s at epoch %d", matches[-1], args.start_epoch)
+    logger.info("restarting from %s at epoch %d (the optimizer starts afresh)", matches[-1], args.start_epoch)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,9 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as root:
-        build_toy_dataset(root, n_train=64, n_val=0, size=(160, 160), seed=0, photo_crops=0)
+        # enough images that the timed iterations stay inside one epoch (no checkpoint writes in the window)
+        n_train = args.batch_size * (args.warmup + args.iterations + 1)
+        build_toy_dataset(root, n_train=n_train, n_val=0, size=(160, 160), seed=0, photo_crops=0)
         tiny = ModelConfig(**TINY)
         rate = images_per_second(tiny, Path(root), torch.device("cpu"), args.batch_size, args.iterations,
                                  args.warmup, args.workers, False, 4)

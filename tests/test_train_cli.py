@@ -135,3 +135,21 @@ def test_train_cli_bad_input_is_one_line(run_dir, extra, message):
     result = run(train_command(run_dir, *extra))
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_restart_from_a_lora_checkpoint_with_resume_prefix(run_dir):
+    first = run(train_command(run_dir, "--exp-name", "restart", "--epochs", "1"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    prefix = exp_dir(run_dir, "restart").name[:3]
+    again = run(train_command(run_dir, "--resume-exp", prefix, "--resume-prefix", "000", "--start-epoch", "1"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "restarting from" in again.stderr and "epoch 1: slider signal" in again.stderr
+
+
+def test_same_seed_same_initial_weights(run_dir):
+    digests = []
+    for name in ("seed_a", "seed_b"):
+        result = run(train_command(run_dir, "--exp-name", name, "--max-iterations", "1"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        digests.append(re.search(r"trainable weights sha256 ([0-9a-f]+)", result.stderr).group(1))
+    assert digests[0] == digests[1]

@@ -1,5 +1,6 @@
 """Turns training targets into network inputs: augmentation, clicks and phrase tokens for one sample."""
 import logging
+import random
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -75,7 +76,8 @@ class ClickTrainingSet(torch.utils.data.Dataset):
         if self.augmentation is None:
             return target.image, mask
         for _ in range(MAX_AUGMENT_TRIES):
-            self.augmentation.set_random_seed(int(rng.integers(2**31)))
+            seed = int(rng.integers(2**31))  # one stream for the whole pipeline: transforms draw independently
+            self.augmentation.set_random_state(np.random.default_rng(seed), random.Random(seed))
             out = self.augmentation(image=target.image, mask=mask)
             if (out["mask"] == 1).sum() >= self.min_object_area or rng.random() < self.keep_background_prob:
                 break

@@ -37,7 +37,10 @@ def init_distributed(use_cpu: bool, gpu_ids: Optional[Sequence[int]] = None) -> 
         device = torch.device("cpu")
     else:
         ids = list(gpu_ids) if gpu_ids else list(range(torch.cuda.device_count()))
-        device = torch.device("cuda", ids[local_rank % len(ids)])
+        if local_rank >= len(ids):
+            raise ValueError(f"process {local_rank} of this node has no GPU: --gpus lists {len(ids)} id(s); start "
+                             f"as many processes per node as GPUs")
+        device = torch.device("cuda", ids[local_rank])
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")

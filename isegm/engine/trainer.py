@@ -177,8 +177,11 @@ class GCLTrainer:
         for group in self.optimizer.param_groups:  # Adam keeps its per-group extras from the saved state
             group.setdefault("lr_mult", 1.0)
         self.epoch, self.next_batch, self.global_step = state["epoch"], state["next_batch"], state["global_step"]
-        if self.next_batch >= self.sampler.batches_per_epoch:
-            self.epoch, self.next_batch = self.epoch + 1, 0
+
+    def _last_good(self) -> str:
+        if self.state_path.is_file():
+            return f"the last good state is {self.state_path} (continue with --resume-exp)"
+        return "no training state was written yet"
 
     def save_weights(self, name: str) -> Path:
         """``checkpoints/<name>.safetensors`` (+ ``.json``): the LoRA-side weights, or the whole model."""
@@ -246,7 +249,8 @@ class GCLTrainer:
         bar.close()
         seconds = time.perf_counter() - started
         finished = self.next_batch >= self.sampler.batches_per_epoch
-        skipped = int(all_reduce_mean(torch.tensor(float(skipped)), self.dist.world_size) * self.dist.world_size)
+        skipped = int(all_reduce_mean(torch.tensor(float(skipped), device=self.dist.device),
+                                      self.dist.world_size).item() * self.dist.world_size)
         if self.dist.is_main and steps:
             logger.info("epoch %d%s: %d iterations, loss %.4f, training IoU %.3f, %.2f images/s, %d unreadable "
                         "samples skipped", epoch, "" if finished else " (stopped early)", steps, loss_sum / steps,
@@ -285,22 +289,27 @@ class GCLTrainer:
                 self.model.eval()
                 for click_index in range(1, num_clicks + 1):
                     with autocast:
-                        logits = self.model(torch.cat((image, prev), 1), points, gra, text)["instances"]
+                        logits = self.model(self._net_input(image, prev), points, gra, text)["instances"]
                     prev = torch.sigmoid(logits.float())
                     points = add_correction_clicks(prev, target, points, click_index, rng)
                 self.model.train()
 
         with autocast:
-            logits = self.model(torch.cat((image, prev), 1), points, gra, text)["instances"]
+            logits = self.model(self._net_input(image, prev), points, gra, text)["instances"]
         loss = self.loss_fn(logits.float(), target).mean()
         loss_value = all_reduce_mean(loss.detach().reshape(1), self.dist.world_size).item()
         if not math.isfinite(loss_value):
             raise TrainingDiverged(
                 f"the loss is {loss_value} at epoch {self.epoch}, iteration {self.next_batch}; training stopped, "
-                f"the last good state is {self.state_path}")
+                f"{self._last_good()}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(self.params.values(), self.dist.world_size)
+        finite = torch.stack([p.grad.isfinite().all() for p in self.params.values() if p.grad is not None]).all()
+        if not finite.item():  # the gradients are averaged, so every rank sees the same answer
+            raise TrainingDiverged(
+                f"non-finite gradients at epoch {self.epoch}, iteration {self.next_batch}; training stopped before "
+                f"the update, {self._last_good()}")
         self.optimizer.step()
 
         with torch.no_grad():
@@ -314,6 +323,9 @@ class GCLTrainer:
                 and self.global_step % self.options.image_dump_interval == 0):
             self._dump_images(image, points, target, torch.sigmoid(logits.detach().float()), signal)
         return {"loss": loss_value, "iou": iou}
+
+    def _net_input(self, image: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        return torch.cat((image, prev), 1) if self.model.with_prev_mask else image
 
     # ---------------------------------------------------------------------------------------------- logging
     def _writer(self):

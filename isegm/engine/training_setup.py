@@ -2,7 +2,7 @@
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 from easydict import EasyDict
 
@@ -54,19 +54,21 @@ def build_model(config: EasyDict, args: Any) -> GraCoModel:
     return model
 
 
-def load_weights_checkpoint(model: GraCoModel, path: Any, base_only: bool = False) -> None:
+def load_weights_checkpoint(model: GraCoModel, path: Any, base_only: bool = False,
+                            required: Optional[Callable[[str], bool]] = None) -> None:
     """Copy a checkpoint's weights into ``model``. With ``base_only`` every base weight must be there (the LoRA
-    branches, granularity embedding and phrase projection may be missing: they are what will be trained)."""
+    branches, granularity embedding and phrase projection may be missing: they are what will be trained);
+    ``required`` names the weights that must be there otherwise (default: none)."""
     if not Path(path).is_file():
         raise SetupError(f"weights not found: {path}")
     state, _ = read_checkpoint(path)
     state = convert_published_state(state, model.state_dict().keys(), model.cfg)
 
-    def required(name: str) -> bool:
+    def base_required(name: str) -> bool:
         return base_only and branch_of(name) == "base" and not name.startswith("phrase_encoder.text.")
 
     try:
-        assign_weights(model, [(path, state)], required=required)
+        assign_weights(model, [(path, state)], required=required or base_required)
     except CheckpointError as error:
         raise SetupError(str(error)) from None
     logger.info("loaded %d tensors from %s", len(state), path)

@@ -155,13 +155,15 @@ class PhraseEncoder(nn.Module):
         self.ensure_loaded()
         device = self.phrase2gra_proj.weight.device
         keys = [row.tobytes() for row in tokens.detach().cpu().numpy()]
-        new = list(dict.fromkeys(k for k in keys if k not in self._features))
+        found = {k: self._features[k] for k in keys if k in self._features}
+        new = list(dict.fromkeys(k for k in keys if k not in found))
         if new:
+            rows = torch.stack([tokens[keys.index(k)] for k in new]).to(device)
+            with torch.no_grad(), torch.autocast(device.type, enabled=False):  # cached features are float32
+                computed = dict(zip(new, self.text(rows).float()))
+            found.update(computed)
             if len(self._features) + len(new) > FEATURE_CACHE_SIZE:
                 self._features.clear()
-            rows = torch.stack([tokens[keys.index(k)] for k in new]).to(device)
-            with torch.no_grad():
-                features = self.text(rows).float()
-            self._features.update(zip(new, features))
-        features = torch.stack([self._features[k].to(device) for k in keys])
+            self._features.update(computed)
+        features = torch.stack([found[k].to(device) for k in keys])
         return self.phrase2gra_proj(features)

@@ -212,15 +212,21 @@ class BasePredictor:
                               prev_mask: Optional[torch.Tensor] = None) -> List[np.ndarray]:
         """Probability maps (H x W float32 each) of the same clicks at several granularities, from one batched
         forward. The predictor's state (previous prediction, zoom-in) is left as it was."""
+        if len(granularities) == 0:
+            raise ValueError("predict_granularities needs at least one granularity")
         before = self.get_states()
         request = self.prepare(clicker, prev_mask, gra=granularities[0])
         prepared = self.get_states()
         requests = [ModelRequest(request.image, request.clicks_lists, check_granularity(g), None)
                     for g in granularities]
         maps = []
-        for logits in self.forward(requests):
+        for gra, logits in zip(granularities, self.forward(requests)):
             self.set_states(prepared)
-            maps.append(self.finish(logits))
+            probs = self.finish(logits)
+            if self.zoom_in is not None and self.zoom_in.check_possible_recalculation():
+                self.set_states(before)  # as get_prediction: this granularity's crop changes, predict it again
+                probs = self.get_prediction(clicker, prev_mask, gra=gra)
+            maps.append(probs)
         self.set_states(before)
         return maps
 
