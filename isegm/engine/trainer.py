@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.click_training_set import ClickTrainingSet
-from ..data.targets import NO_SIGNAL, PHRASE, SLIDER
+from ..data.targets import PHRASE, SLIDER
 from ..model import GraCoModel
 from ..model.losses import NormalizedFocalLoss
 from ..utils.checkpoint import save_checkpoint
@@ -359,4 +359,4 @@ class GCLTrainer:
                     [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
-__all__ = ["GCLTrainer", "TrainOptions", "TrainingDiverged", "NO_SIGNAL", "branch_of"]
+__all__ = ["GCLTrainer", "TrainOptions", "TrainingDiverged", "branch_of"]

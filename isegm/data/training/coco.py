@@ -11,7 +11,7 @@ from ..datasets.base import DatasetError, PathLike, SampleError
 from ..targets import NO_SIGNAL, SLIDER, TargetDataset, TrainTarget
 from .common import FileReader, ProposalSource, check_target, unknown_signal
 from .instances import choose_instance
-from .proposals import BUGGY_MASK_THRESH, choose_proposal
+from .proposals import BUGGY_MASK_THRESH
 
 logger = logging.getLogger(__name__)
 
@@ -104,14 +104,10 @@ class CocoInstanceDataset(TargetDataset):
             raise SampleError(f"{self.name}: image {info['file_name']} is {height}x{width} but the json says "
                               f"{info.get('height')}x{info.get('width')}")
 
-        if signal == SLIDER and image_id in self._proposals:
-            chosen = choose_proposal(self._proposals.get(image_id), self._proposals.table, rng,
-                                     self._buggy_mask_thresh)
-            if chosen is not None:
-                proposal_index, mask, gra = chosen
-                sample_id = f"{image_id}:proposal:{proposal_index}"
-                return check_target(TrainTarget(image, mask, gra=gra, sample_id=sample_id), self.name)
-            logger.debug("%s: image %s has no usable proposal; using a whole instance", self.name, image_id)
+        if signal == SLIDER:
+            proposal = self._proposals.target(image_id, image, rng, self._buggy_mask_thresh, self.name)
+            if proposal is not None:
+                return proposal
 
         where = f"{self.name}: {info['file_name']}"
         instances, crowd = [], np.zeros((height, width), bool)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..datasets.base import DatasetError, EvaluationDataset, PathLike, SampleError
 from ..targets import TrainTarget
-from .proposals import Proposals, read_proposals, scale_weight_table
+from .proposals import Proposals, choose_proposal, read_proposals, scale_weight_table
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,19 @@ class ProposalSource:
     def get(self, image_id: str) -> Optional[Dict[str, np.ndarray]]:
         """``{'mask': N x H x W, 'gra': N x 2}`` of the image, or None."""
         return self.proposals.get(image_id)
+
+    def target(self, image_id: str, image: np.ndarray, rng: np.random.Generator, buggy_mask_thresh: float,
+               dataset: str) -> Optional[TrainTarget]:
+        """A slider target drawn among the image's usable proposals (rare scales first), or None without any."""
+        if image_id not in self.proposals:
+            return None
+        chosen = choose_proposal(self.proposals[image_id], self.table, rng, buggy_mask_thresh)
+        if chosen is None:
+            logger.debug("%s: image %s has no usable proposal", dataset, image_id)
+            return None
+        proposal_index, mask, gra = chosen
+        return check_target(TrainTarget(image, mask, gra=gra, sample_id=f"{image_id}:proposal:{proposal_index}"),
+                            dataset)
 
 
 def check_target(target: TrainTarget, dataset: str) -> TrainTarget:
