@@ -28,7 +28,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -44,6 +43,7 @@ from isegm.data.training.proposals import is_buggy_mask, write_proposals
 from isegm.generation.fmg import CarveJob, FMGSettings, carve_many, make_predictor, pack_proposals
 from isegm.inference.utils import load_is_model
 from isegm.utils.checkpoint import CheckpointError
+from isegm.utils.files import atomic_write
 
 logger = logging.getLogger("any_granularity_generator")
 SHARD_FORMAT = 1
@@ -193,19 +193,6 @@ def image_rng(seed: int, image_id: str) -> np.random.Generator:
 
 # --- shards -----------------------------------------------------------------------------------------------------
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 class ShardStore:
     """``<folder>/manifest.json`` (the arguments that shape the output) and ``shard-*.npz`` files, each holding
     the ids of the images it completed and their masks and granularities (no pickle: ``allow_pickle=False``)."""
@@ -224,7 +211,7 @@ class ShardStore:
                                  f"differ); use another --save-name or remove that folder")
         elif create:
             self.folder.mkdir(parents=True, exist_ok=True)
-            _atomic_write_bytes(path, lambda s: s.write(json.dumps(manifest, indent=2, sort_keys=True).encode()))
+            atomic_write(path, lambda tmp: Path(tmp).write_bytes(json.dumps(manifest, indent=2, sort_keys=True).encode()))
         else:
             raise UsageError(f"{path} is missing (rank 0 did not create it)")
 
@@ -254,7 +241,11 @@ class ShardStore:
             if entry is not None:
                 arrays[f"mask_{n}"], arrays[f"gra_{n}"] = entry["mask"], entry["gra"]
         name = f"shard-r{self.rank:03d}-{time.time_ns():020d}-{os.getpid()}.npz"
-        _atomic_write_bytes(self.folder / name, lambda s: np.savez_compressed(s, **arrays))
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as stream:  # a file object: savez would add ".npz" to a name
+                np.savez_compressed(stream, **arrays)
+
+        atomic_write(self.folder / name, write)
         self.written += 1
         limit = os.environ.get(KILL_HOOK_ENV)
         if limit and self.written >= int(limit):

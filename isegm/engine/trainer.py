@@ -2,7 +2,6 @@
 import hashlib
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from ..data.targets import PHRASE, SLIDER
 from ..model import GraCoModel
 from ..model.losses import NormalizedFocalLoss
 from ..utils.checkpoint import save_checkpoint
+from ..utils.files import atomic_write
 from ..utils.vis import NEGATIVE_COLOUR, POSITIVE_COLOUR, draw_probmap
 from .click_simulation import add_correction_clicks
 from .distributed import DistInfo, all_reduce_mean, average_gradients, broadcast_parameters
@@ -155,9 +155,7 @@ class GCLTrainer:
             "params": {n: p.detach().cpu() for n, p in self.params.items()},
             "optimizer": self.optimizer.state_dict(),
         }
-        tmp = self.state_path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.state_path)
+        atomic_write(self.state_path, lambda tmp: torch.save(state, tmp))
 
     def load_state(self, path: Path) -> None:
         """Continue exactly where the run that wrote ``path`` stopped (weights, optimizer, position, seed)."""

@@ -8,9 +8,7 @@
 Every problem is raised as :class:`CheckpointError` with one line naming the file.
 """
 import json
-import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
@@ -18,6 +16,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 import torch
 from safetensors.torch import load_file, save_file
 
+from .files import atomic_write
 from ..model.config import ModelConfig, config_from_published, config_to_published
 from ..model.lora import peft_to_published, published_to_peft
 
@@ -189,18 +188,6 @@ def assign_weights(model: torch.nn.Module, sources: List[Tuple[PathLike, Dict[st
             own[key].copy_(value)
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_checkpoint(state: Dict[str, torch.Tensor], cfg: ModelConfig, path: PathLike, contents: str,
                     extra: Optional[dict] = None) -> Path:
     """Write ``path`` (.safetensors) and its ``.json`` config atomically; ``contents`` says what the state holds
@@ -208,8 +195,8 @@ def save_checkpoint(state: Dict[str, torch.Tensor], cfg: ModelConfig, path: Path
     path = Path(path).with_suffix(".safetensors")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     meta = {"format": PROJECT_FORMAT, "model": cfg.to_dict(), "contents": contents, **(extra or {})}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp))
-    _atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp))
+    atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
     return path
 
 
@@ -219,5 +206,5 @@ def save_published_checkpoint(state: Dict[str, torch.Tensor], cfg: ModelConfig, 
     path = Path(path)
     content = {"state_dict": {k: v.detach().cpu().contiguous() for k, v in to_published_state(state).items()},
                "config": config_to_published(cfg)}
-    _atomic_write(path, lambda tmp: torch.save(content, tmp))
+    atomic_write(path, lambda tmp: torch.save(content, tmp))
     return path

@@ -14,12 +14,18 @@ logger = logging.getLogger(__name__)
 
 
 class FileReader(EvaluationDataset):
-    """The evaluation loaders' per-file helpers (image and .mat reading, raising :class:`SampleError` with the
-    dataset name) without listing any samples."""
+    """The evaluation loaders' per-file helpers (folder checks raising :class:`DatasetError` with the expected
+    ``layout``; image and .mat reading raising :class:`SampleError` with the dataset name) without listing any
+    samples."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, layout: str = "") -> None:
         super().__init__()
         self.name = name
+        self.layout = layout
+
+    def require_dirs(self, *folders: Path) -> None:
+        for folder in folders:
+            self._require_dir(folder)
 
     def read_image(self, path: Path) -> np.ndarray:
         """H x W x 3 uint8 RGB."""

@@ -7,7 +7,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ...generation.mmt import MMT_GRANULARITY_WEIGHTS, PartNode, build_mask_trie, trie_granularities
-from ..datasets.base import DatasetError, EvaluationDataset, PathLike, SampleError
+from ..datasets.base import EvaluationDataset, PathLike, SampleError
 from ..datasets.pascalpart import PascalPartEvaluationDataset
 from ..targets import NO_SIGNAL, PHRASE, SLIDER, TargetDataset, TrainTarget, table_weights
 from .common import FileReader, ProposalSource, check_target, read_list_file, require_list_file, unknown_signal
@@ -80,15 +80,13 @@ class PascalPartTrainingDataset(TargetDataset):
         root = Path(dataset_path)
         self._images_dir = root / "JPEGImages"
         self._anno_dir = root / "Annotations_Part"
-        for folder in (root, self._images_dir, self._anno_dir):
-            if not folder.is_dir():
-                raise DatasetError(f"{self.name}: folder {folder} not found; expected layout: {self.layout}")
+        self._files = FileReader(self.name, self.layout)
+        self._files.require_dirs(root, self._images_dir, self._anno_dir)
         lists = root / "ImageSets" / "Main"
         split_file = require_list_file([lists / f"{split}.txt", lists / f"part_{split}.txt"], self.name)
         self.image_ids: List[str] = read_list_file(split_file, self.name)
         self._proposals = ProposalSource(part_path)
         self._buggy_mask_thresh = buggy_mask_thresh
-        self._files = FileReader(self.name)
         logger.info("%s training: %d images from %s%s", self.name, len(self.image_ids), split_file,
                     f", proposals of {len(self._proposals.proposals)} images" if part_path is not None else "")
 

@@ -15,14 +15,13 @@ plain builtin containers only, and refuses anything else with :class:`UnsafePick
 """
 import io
 import logging
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from ...utils.files import atomic_write
 from .. import targets
 
 logger = logging.getLogger(__name__)
@@ -126,17 +125,12 @@ def write_proposals(path: PathLike, proposals: Mapping[str, Mapping[str, np.ndar
     for image_id, entry in proposals.items():
         image_id, entry = _check_entry(image_id, {k: np.asarray(v) for k, v in dict(entry).items()}, str(path))
         checked[image_id] = {"mask": (entry["mask"] != 0).astype(np.uint8), "gra": entry["gra"].astype(np.float64)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as stream:
             pickle.dump(checked, stream, protocol=4)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
     logger.info("wrote proposals of %d images to %s", len(checked), path)
 
 

@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..datasets.base import DatasetError, EvaluationDataset, PathLike
+from ..datasets.base import EvaluationDataset, PathLike
 from ..datasets.paired import unique_nonzero
 from ..datasets.sbd import SBDEvaluationDataset
 from ..targets import NO_SIGNAL, SLIDER, TargetDataset, TrainTarget
@@ -54,14 +54,12 @@ class SBDTrainingDataset(TargetDataset):
         root = Path(dataset_path)
         self._images_dir = root / "img"
         self._insts_dir = root / "inst"
-        for folder in (root, self._images_dir, self._insts_dir):
-            if not folder.is_dir():
-                raise DatasetError(f"{self.name}: folder {folder} not found; expected layout: {self.layout}")
+        self._files = FileReader(self.name, self.layout)
+        self._files.require_dirs(root, self._images_dir, self._insts_dir)
         split_file = require_list_file([root / f"{split}.txt"], self.name)
         self.image_ids: List[str] = read_list_file(split_file, self.name)
         self._proposals = ProposalSource(part_path)
         self._buggy_mask_thresh = buggy_mask_thresh
-        self._files = FileReader(self.name)
         self._mat = _SBDMatReader()
         logger.info("%s training: %d images from %s", self.name, len(self.image_ids), split_file)
 
