@@ -33,16 +33,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
-import cv2
 import numpy as np
 import torch
-from scipy.io import loadmat
 from tqdm import tqdm
 
+from isegm.data.io import SampleError, read_rgb_image, read_sbd_instances
 from isegm.data.training.proposals import is_buggy_mask, write_proposals
 from isegm.generation.fmg import CarveJob, FMGSettings, carve_many, make_predictor, pack_proposals
 from isegm.inference.utils import load_is_model
-from isegm.utils.checkpoint import CheckpointError
+from isegm.model.checkpoint import CheckpointError
 from isegm.utils.files import atomic_write
 
 logger = logging.getLogger("any_granularity_generator")
@@ -95,13 +94,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 # --- datasets -------------------------------------------------------------------------------------------------
 
-def read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UnreadableImage(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def usable_objects(masks: Sequence[np.ndarray], shape: Tuple[int, ...]) -> np.ndarray:
     """K x H x W bool of the masks that pass the published 8%-of-bbox filter."""
     kept = [m for m in masks if not is_buggy_mask(m)]
@@ -121,12 +113,9 @@ class SBDImages:
 
     def load(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
         image_id = self.image_ids[index]
-        image = read_rgb(self.root / "img" / f"{image_id}.jpg")
+        image = read_rgb_image(self.root / "img" / f"{image_id}.jpg", "SBD")
         path = self.root / "inst" / f"{image_id}.mat"
-        try:
-            labels = np.asarray(loadmat(str(path))["GTinst"]["Segmentation"][0, 0], dtype=np.int32)
-        except Exception as error:  # missing file, bad .mat, other layout
-            raise UnreadableImage(f"cannot read instances {path} ({type(error).__name__}: {error})") from None
+        labels = read_sbd_instances(path, "SBD")
         if labels.shape != image.shape[:2]:
             raise UnreadableImage(f"{path} is {labels.shape} but the image is {image.shape[:2]}")
         ids = [v for v in np.unique(labels) if v != 0]
@@ -150,7 +139,7 @@ class COCOImages:
 
     def load(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
         info = self._images[index]
-        image = read_rgb(self.root / self.split / info["file_name"])
+        image = read_rgb_image(self.root / self.split / info["file_name"], "COCO")
         anns = sorted((a for a in self.coco.imgToAnns.get(info["id"], []) if not a.get("iscrowd", 0)),
                       key=lambda a: a["id"])
         masks = []
@@ -179,7 +168,7 @@ class LoadedImages(torch.utils.data.Dataset):
         try:
             image, objects = self.source.load(index)
             return index, image, objects, None
-        except UnreadableImage as error:
+        except (UnreadableImage, SampleError) as error:
             return index, None, None, str(error)
         except Exception as error:  # a decoder crash on a corrupt file must not stop a long run
             return index, None, None, f"{type(error).__name__}: {error}"

@@ -30,7 +30,7 @@ from isegm.inference.utils import load_is_model
 from isegm.model.granularity import check_granularity
 from isegm.model.phrase_encoder import PhraseEncoderUnavailable
 from isegm.model.vit import window_grid
-from isegm.utils.checkpoint import CheckpointError
+from isegm.model.checkpoint import CheckpointError
 from isegm.utils.vis import draw_probmap, draw_with_blend_and_clicks, miou_curve, plot_miou_curves
 
 logger = logging.getLogger("evaluate")

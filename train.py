@@ -66,7 +66,7 @@ def main(argv=None) -> int:
                                          record_run, setup_logging)
     from isegm.engine.sampler import derive_seed
     from isegm.engine.training_setup import SetupError, build_model, build_train_set, trainer_options
-    from isegm.utils.checkpoint import CheckpointError
+    from isegm.model.checkpoint import CheckpointError
 
     try:
         config = read_yaml(args.model_path)

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from isegm.inference.evaluation import GRANULARITIES, evaluate_sample_oracle  # noqa: E402
 from isegm.inference.predictors import get_predictor  # noqa: E402
 from isegm.model import load_model_config  # noqa: E402
-from isegm.utils.seeded import build_seeded_model  # noqa: E402
+from isegm.toy.seeded import build_seeded_model  # noqa: E402
 
 
 def samples(data: str, count: int):

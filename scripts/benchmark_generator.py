@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from isegm.generation.fmg import CarveJob, FMGSettings, carve_many, make_predictor  # noqa: E402
 from isegm.model import ModelConfig  # noqa: E402
-from isegm.utils.seeded import build_seeded_model  # noqa: E402
+from isegm.toy.seeded import build_seeded_model  # noqa: E402
 
 TINY = dict(img_size=(224, 224), embed_dim=64, depth=4, num_heads=2, neck_out_dims=(16, 32, 64, 128),
             head_channels=32)

@@ -28,7 +28,7 @@ from isegm.inference.predictors import get_predictor  # noqa: E402
 from isegm.model import load_model_config  # noqa: E402
 from isegm.model import graco as graco_module  # noqa: E402
 from isegm.model.click_maps import click_disk_maps  # noqa: E402
-from isegm.utils.seeded import build_seeded_model  # noqa: E402
+from isegm.toy.seeded import build_seeded_model  # noqa: E402
 
 CLICKS = [(True, (240, 320)), (False, (120, 200)), (True, (330, 420)), (False, (400, 150)), (True, (200, 450))]
 

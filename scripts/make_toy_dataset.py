@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from isegm.data.synthetic import build_toy_dataset, make_scene, render_preview  # noqa: E402
+from isegm.toy.synthetic import build_toy_dataset, make_scene, render_preview  # noqa: E402
 
 
 def parse_size(text: str) -> Tuple[int, int]:

@@ -35,15 +35,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from isegm.data.datasets import PascalPartEvaluationDataset  # noqa: E402
-from isegm.data.synthetic import build_toy_dataset  # noqa: E402
+from isegm.toy.synthetic import build_toy_dataset  # noqa: E402
 from isegm.data.training import read_pascalpart_objects  # noqa: E402
-from isegm.generation import part_phrase  # noqa: E402
+from isegm.data.mmt import part_phrase  # noqa: E402
 from isegm.inference.clicker import Click, Clicker  # noqa: E402
 from isegm.inference.evaluation import evaluate_sample, evaluate_sample_oracle  # noqa: E402
 from isegm.inference.metrics import compute_noc_metric  # noqa: E402
 from isegm.inference.predictors import get_predictor  # noqa: E402
 from isegm.inference.utils import load_is_model  # noqa: E402
-from isegm.utils.seeded import seeded_clip_text_state  # noqa: E402
+from isegm.toy.seeded import seeded_clip_text_state  # noqa: E402
 from isegm.utils.vis import miou_curve, plot_miou_curves  # noqa: E402
 
 STAGES = 6

@@ -10,9 +10,9 @@ from isegm.inference.clicker import Click, Clicker
 from isegm.inference.predictors import get_predictor
 from isegm.inference.utils import load_is_model
 from isegm.model.config import config_to_published
-from isegm.utils.checkpoint import (CheckpointError, read_published_checkpoint, save_checkpoint,
+from isegm.model.checkpoint import (CheckpointError, read_published_checkpoint, save_checkpoint,
                                     save_published_checkpoint, to_published_state)
-from isegm.utils.seeded import seeded_published_base
+from isegm.toy.seeded import seeded_published_base
 
 from conftest import tiny_config
 

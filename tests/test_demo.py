@@ -18,8 +18,8 @@ from isegm.demo.export import read_coco_masks, save_annotation
 from isegm.demo.worker import Worker
 from isegm.inference.utils import load_is_model
 from isegm.model import load_model_config
-from isegm.utils.checkpoint import save_published_checkpoint
-from isegm.utils.seeded import build_seeded_model, seeded_published_base
+from isegm.model.checkpoint import save_published_checkpoint
+from isegm.toy.seeded import build_seeded_model, seeded_published_base
 
 from conftest import ROOT, tiny_config
 from xvfb import VirtualDisplay, require_tools

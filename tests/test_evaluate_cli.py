@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 import evaluate
-from isegm.utils.checkpoint import save_checkpoint
+from isegm.model.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")

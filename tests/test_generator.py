@@ -16,8 +16,8 @@ from conftest import ROOT, tiny_config
 from isegm.data.training.proposals import read_proposals
 from isegm.generation import (FMGSettings, area_ratio, carve_proposals, keep_one_component, round_granularity,
                               scale_granularity, semantic_click_region, semantic_granularity)
-from isegm.utils.checkpoint import save_checkpoint
-from isegm.utils.seeded import build_seeded_model
+from isegm.model.checkpoint import save_checkpoint
+from isegm.toy.seeded import build_seeded_model
 
 SIZE = 224  # tiny model input size
 BIAS = {"head.conv_seg.bias": -2.5}  # moves the seeded model off saturation: parts, residuals and objects appear

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from isegm.inference.clicker import Click, Clicker
 from isegm.inference.predictors import get_predictor
 from isegm.model.lora import PHRASE, SLIDER, peft_to_published, published_to_peft
-from isegm.utils.checkpoint import convert_published_state, to_published_state
+from isegm.model.checkpoint import convert_published_state, to_published_state
 
 from conftest import randomize_lora, tiny_config
 from isegm.model import GraCoModel
@@ -77,7 +77,7 @@ def _slider_probs(predictor, image, gra):
 def test_branches_are_independent(tiny_model, rgb_image, tmp_path):
     """Slider outputs are bit-identical before and after a phrase call (the published code re-points the slider
     parameters at the phrase ones after the first phrase call)."""
-    from isegm.utils.seeded import seeded_clip_text_state
+    from isegm.toy.seeded import seeded_clip_text_state
     clip_path = tmp_path / "clip.pt"
     torch.save(seeded_clip_text_state(), clip_path)
     tiny_model.phrase_encoder.load_clip_weights(clip_path)

@@ -6,8 +6,8 @@ import pytest
 
 from isegm.data.targets import table_weights
 from isegm.data.training import read_pascalpart_objects
-from isegm.generation import (MMT_GRANULARITY_WEIGHTS, build_mask_trie, group_keys, group_name, node_granularity,
-                              part_phrase, trie_granularities)
+from isegm.data.mmt import (MMT_GRANULARITY_WEIGHTS, build_mask_trie, group_keys, group_name, node_granularity,
+                            part_phrase, trie_granularities)
 
 GRANULARITIES = {round(0.1 * i, 1) for i in range(1, 11)}
 

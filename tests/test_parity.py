@@ -1,7 +1,7 @@
 """Fidelity: the predictor reproduces the published implementation's outputs.
 
 ``fixtures/published_parity.npz`` holds what the published GraCo code (run on CPU, fp32) predicted for a
-synthetic image, with a seeded SimpleClick ViT-B base (``isegm.utils.seeded``, conv_seg bias shifted so that
+synthetic image, with a seeded SimpleClick ViT-B base (``isegm.toy.seeded``, conv_seg bias shifted so that
 predictions are not saturated and zoom-in crops occur), the released ViT-B LoRA and a seeded CLIP ViT-B/32 text
 tower: probabilities on a 10-px lattice, head logits on an 8-px lattice, the mean probability and the zoom-in box
 after every click, for no signal, four granularities, two phrases and the 672-px (DAVIS) setting.
@@ -15,7 +15,7 @@ import pytest
 from isegm.inference.clicker import Click, Clicker
 from isegm.inference.predictors import get_predictor
 from isegm.model import load_model_config
-from isegm.utils.seeded import build_seeded_model
+from isegm.toy.seeded import build_seeded_model
 
 from conftest import FIXTURES
 

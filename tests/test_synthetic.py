@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from isegm.data.datasets import PascalPartEvaluationDataset, SBDEvaluationDataset
-from isegm.data.synthetic import (CLASS_PARTS, SCENE_CLASSES, Scene, build_toy_dataset, make_scene,
+from isegm.toy.synthetic import (CLASS_PARTS, SCENE_CLASSES, Scene, build_toy_dataset, make_scene,
                                   render_preview)
 
 SIZE = (128, 128)

@@ -14,8 +14,8 @@ from safetensors.torch import load_file, save_file
 
 from conftest import tiny_config
 from isegm.model import GraCoModel
-from isegm.utils.checkpoint import save_checkpoint
-from isegm.utils.seeded import seeded_clip_text_state
+from isegm.model.checkpoint import save_checkpoint
+from isegm.toy.seeded import seeded_clip_text_state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """Toy PascalPart-layout data, a tiny base checkpoint, seeded CLIP text weights and a training config."""
-    from isegm.data.synthetic import build_toy_dataset
+    from isegm.toy.synthetic import build_toy_dataset
 
     root = tmp_path_factory.mktemp("train_cli")
     build_toy_dataset(root / "data", n_train=16, n_val=2, size=(64, 64), seed=0, photo_crops=0)

@@ -14,7 +14,7 @@ from isegm.engine.distributed import DistInfo
 from isegm.engine.trainer import TrainOptions, branch_of
 from isegm.model import GraCoModel
 from isegm.model.losses import NormalizedFocalLoss
-from isegm.utils.seeded import seeded_clip_text_state
+from isegm.toy.seeded import seeded_clip_text_state
 
 from conftest import tiny_config
 from training_helpers import ShapesTargets
@@ -187,7 +187,7 @@ def pascalpart_with_split(test_data: Path, tmp_path: Path) -> Path:
 def test_tiny_model_learns_over_a_few_hundred_iterations(data, tmp_path, request):
     """The tiny configuration trained on whole objects: its loss falls (shared PascalPart) and its training IoU
     rises (both). A LoRA run on a random base is no test of learning: it can only move the frozen base a little."""
-    from isegm.data.synthetic import build_toy_dataset
+    from isegm.toy.synthetic import build_toy_dataset
     from isegm.data.training import PascalPartTrainingDataset
     from isegm.data.transforms import train_augmentation
 

@@ -15,7 +15,7 @@ from isegm.data.targets import NO_SIGNAL, PHRASE, SLIDER, TrainTarget
 from isegm.data.training import (CocoInstanceDataset, PascalPartTrainingDataset, ProposalError, SBDTrainingDataset,
                                  UnsafePickleError, build_training_dataset, choose_proposal, is_buggy_mask,
                                  read_proposals, scale_weight_table, write_proposals)
-from isegm.generation import build_mask_trie
+from isegm.data.mmt import build_mask_trie
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning")
 GRANULARITIES = {round(0.1 * i, 1) for i in range(1, 11)}

@@ -16,7 +16,7 @@ from ..data.click_training_set import ClickTrainingSet
 from ..data.targets import PHRASE, SLIDER
 from ..model import GraCoModel
 from ..model.losses import NormalizedFocalLoss
-from ..utils.checkpoint import save_checkpoint
+from ..model.checkpoint import save_checkpoint
 from ..utils.files import atomic_write
 from ..utils.vis import NEGATIVE_COLOUR, POSITIVE_COLOUR, draw_probmap
 from .click_simulation import add_correction_clicks

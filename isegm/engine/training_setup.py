@@ -11,7 +11,7 @@ from ..data.points_sampler import MultiPointSampler
 from ..data.training import build_training_dataset
 from ..data.transforms import train_augmentation
 from ..model import GraCoModel, ModelConfig, load_model_config
-from ..utils.checkpoint import CheckpointError, assign_weights, convert_published_state, read_checkpoint
+from ..model.checkpoint import CheckpointError, assign_weights, convert_published_state, read_checkpoint
 from .experiment import resolve_data_path
 from .trainer import TrainOptions, branch_of
 

@@ -7,7 +7,7 @@ import torch
 
 from ..model import GraCoModel, ModelConfig
 from ..model.phrase_encoder import resolve_clip_weights
-from ..utils.checkpoint import CheckpointError, assign_weights, convert_published_state, read_checkpoint
+from ..model.checkpoint import CheckpointError, assign_weights, convert_published_state, read_checkpoint
 
 logger = logging.getLogger(__name__)
 PathLike = Union[str, Path]

@@ -1,4 +1,4 @@
-"""Base class and file helpers shared by the evaluation dataset loaders.
+"""Base class of the evaluation dataset loaders (the file readers are :mod:`isegm.data.io`).
 
 A dataset lists its samples at construction (``sample_ids``) and reads one sample per ``get_sample`` call.
 Problems with the dataset as a whole (a missing folder, split list or annotation file needed to list the samples)
@@ -8,34 +8,17 @@ evaluation can skip and count that sample.
 """
 import logging
 from pathlib import Path
-from typing import Any, Collection, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Sequence, Tuple
 
-import cv2
 import numpy as np
-from scipy.io import loadmat
-from scipy.io.matlab import MatReadError
 
+from .. import io
+from ..io import DatasetError, PathLike, SampleError
 from ..sample import DSample
 
-PathLike = Union[str, Path]
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+__all__ = ["DatasetError", "EvaluationDataset", "PathLike", "SampleError", "SubsetDataset"]
 
 logger = logging.getLogger(__name__)
-
-
-class DatasetError(ValueError):
-    """The dataset folder does not have the expected layout (raised at construction)."""
-
-
-class SampleError(ValueError):
-    """One sample cannot be read (raised by ``get_sample``); evaluation skips and counts it."""
-
-
-def list_files(folder: Path, suffixes: Collection[str]) -> List[Path]:
-    """Visible files of ``folder`` whose suffix (any case) is in ``suffixes``, sorted by name."""
-    return sorted((p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes),
-                  key=lambda p: p.name)
 
 
 class EvaluationDataset:
@@ -74,22 +57,14 @@ class EvaluationDataset:
         return DatasetError(f"{self.name}: {what}; expected layout: {self.layout}")
 
     def _require_dir(self, path: Path) -> Path:
-        if not path.is_dir():
-            raise self._layout_error(f"folder {path} not found")
-        return path
+        return io.require_dir(path, self.name, self.layout)
 
     def _require_file(self, path: Path) -> Path:
-        if not path.is_file():
-            raise self._layout_error(f"file {path} not found")
-        return path
+        return io.require_file(path, self.name, self.layout)
 
     def _read_list(self, path: PathLike) -> List[str]:
         """Non-empty stripped lines of a list file (split list or subset file)."""
-        lines = [line.strip() for line in self._require_file(Path(path)).read_text().splitlines()]
-        lines = [line for line in lines if line]
-        if not lines:
-            raise self._layout_error(f"list file {path} is empty")
-        return lines
+        return io.read_list_file(path, self.name, self.layout)
 
     def _finish(self, source: Path) -> None:
         """Refuse an empty dataset and log its size."""
@@ -101,23 +76,14 @@ class EvaluationDataset:
 
     def _read_image(self, path: Path) -> np.ndarray:
         """H x W x 3 uint8 RGB."""
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SampleError(f"{self.name}: cannot read image {path}")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return io.read_rgb_image(path, self.name)
 
     def _read_mask(self, path: Path) -> np.ndarray:
         """H x W x 3 uint8 as the published loaders read masks (``cv2.imread``, BGR order)."""
-        mask = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if mask is None:
-            raise SampleError(f"{self.name}: cannot read mask {path}")
-        return mask
+        return io.read_bgr_mask(path, self.name)
 
     def _load_mat(self, path: Path) -> Dict[str, Any]:
-        try:
-            return loadmat(str(path))
-        except (OSError, ValueError, MatReadError) as error:
-            raise SampleError(f"{self.name}: cannot read {path} ({error})") from error
+        return io.read_mat(path, self.name)
 
     def _make_sample(self, image: np.ndarray, image_path: Path, labels: np.ndarray, mask_path: Path,
                      object_values: Sequence[int], ignore_values: Sequence[int], sample_id: str) -> DSample:

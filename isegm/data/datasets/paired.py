@@ -5,7 +5,8 @@ from typing import Collection, List, Optional, Tuple
 import numpy as np
 
 from ..sample import DSample
-from .base import IMAGE_SUFFIXES, EvaluationDataset, PathLike, SampleError, list_files
+from ..io import IMAGE_SUFFIXES, list_files
+from .base import EvaluationDataset, PathLike, SampleError
 
 Encoded = Tuple[np.ndarray, List[int], List[int]]
 

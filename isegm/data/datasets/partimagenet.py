@@ -7,7 +7,8 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ..sample import DSample
-from .base import IMAGE_SUFFIXES, EvaluationDataset, PathLike, SampleError, list_files
+from ..io import IMAGE_SUFFIXES, list_files
+from .base import EvaluationDataset, PathLike, SampleError
 
 BACKGROUND = 40
 UNEVALUATED_CATEGORY = 0  # the published loader lists labels with a helper that drops 0

@@ -1,9 +1,10 @@
 """PASCAL-Part part masks, one sample per object part."""
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
+from ..io import read_pascalpart_anno
 from ..sample import DSample
 from .base import PathLike, SampleError, SubsetDataset
 
@@ -58,7 +59,7 @@ class PascalPartEvaluationDataset(SubsetDataset):
         parts = []
         for image_id in image_ids:
             try:
-                objects = self._objects(self._anno_dir / f"{image_id}.mat")
+                objects = read_pascalpart_anno(self._anno_dir / f"{image_id}.mat", self.name)
             except SampleError as error:
                 raise self._layout_error(str(error)) from error
             for k in range(objects.shape[1]):
@@ -71,19 +72,11 @@ class PascalPartEvaluationDataset(SubsetDataset):
                     parts.append((f"{image_id}:{k}:{j}", (image_id, k, j)))
         return parts
 
-    def _objects(self, path: Path) -> Any:
-        """The 1 x K struct array ``anno.objects`` of a PASCAL-Part annotation file."""
-        mat = self._load_mat(path)
-        try:
-            return mat["anno"]["objects"][0, 0]
-        except (KeyError, ValueError, IndexError) as error:
-            raise SampleError(f"{self.name}: {path} has no anno.objects") from error
-
     def _load(self, sample_id: str, key: Tuple[str, int, int]) -> DSample:
         image_id, k, j = key
         image_path = self._images_dir / f"{image_id}.jpg"
         mask_path = self._anno_dir / f"{image_id}.mat"
-        objects = self._objects(mask_path)
+        objects = read_pascalpart_anno(mask_path, self.name)
         try:
             part_mask = objects["parts"][0, k]["mask"][0, j]
         except (KeyError, ValueError, IndexError) as error:

@@ -6,7 +6,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..sample import DSample
-from .base import PathLike, SampleError, SubsetDataset, list_files
+from ..io import list_files
+from .base import PathLike, SampleError, SubsetDataset
 
 MASKS_PER_IMAGE = 5
 ID_FORM = "<image id>:<annotation index>"

@@ -4,6 +4,7 @@ from typing import Tuple
 
 import numpy as np
 
+from ..io import read_sbd_instances
 from ..sample import DSample
 from .base import EvaluationDataset, PathLike, SampleError
 from .paired import unique_nonzero
@@ -27,25 +28,18 @@ class SBDEvaluationDataset(EvaluationDataset):
         split_file = root / f"{split}.txt"
         for image_name in self._read_list(split_file):
             try:
-                instances = self._read_instances(self._insts_dir / f"{image_name}.mat")
+                instances = read_sbd_instances(self._insts_dir / f"{image_name}.mat", self.name)
             except SampleError as error:
                 raise self._layout_error(str(error)) from error
             for instance_id in unique_nonzero(instances):
                 self._add(f"{image_name}:{instance_id}", (image_name, instance_id))
         self._finish(split_file)
 
-    def _read_instances(self, path: Path) -> np.ndarray:
-        mat = self._load_mat(path)
-        try:
-            return np.asarray(mat["GTinst"]["Segmentation"][0, 0], dtype=np.int32)
-        except (KeyError, ValueError, IndexError) as error:
-            raise SampleError(f"{self.name}: {path} has no GTinst.Segmentation") from error
-
     def _load(self, sample_id: str, key: Tuple[str, int]) -> DSample:
         image_name, instance_id = key
         image_path = self._images_dir / f"{image_name}.jpg"
         mask_path = self._insts_dir / f"{image_name}.mat"
         image = self._read_image(image_path)
-        labels = (self._read_instances(mask_path) == instance_id).astype(np.int32)
+        labels = (read_sbd_instances(mask_path, self.name) == instance_id).astype(np.int32)
         return self._make_sample(image, image_path, labels, mask_path, [1], [], sample_id)
 

@@ -7,9 +7,9 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..datasets.base import DatasetError, PathLike, SampleError
+from ..io import DatasetError, PathLike, SampleError, read_rgb_image
 from ..targets import NO_SIGNAL, SLIDER, TargetDataset, TrainTarget
-from .common import FileReader, ProposalSource, check_target, unknown_signal
+from .common import ProposalSource, check_target, unknown_signal
 from .instances import choose_instance
 from .proposals import BUGGY_MASK_THRESH
 
@@ -88,7 +88,6 @@ class CocoInstanceDataset(TargetDataset):
         self.image_ids: List[str] = [Path(image["file_name"]).stem for image in self._images]
         self._proposals = ProposalSource(part_path)
         self._buggy_mask_thresh = buggy_mask_thresh
-        self._files = FileReader(self.name)
         logger.info("%s training: %d images from %s", self.name, len(self._images), annotation_file)
 
     def __len__(self) -> int:
@@ -98,7 +97,7 @@ class CocoInstanceDataset(TargetDataset):
         if signal not in self.signals:
             raise unknown_signal(self.name, signal, self.signals)
         info, image_id = self._images[index], self.image_ids[index]
-        image = self._files.read_image(self._images_dir / info["file_name"])
+        image = read_rgb_image(self._images_dir / info["file_name"], self.name)
         height, width = image.shape[:2]
         if (info.get("height", height), info.get("width", width)) != (height, width):
             raise SampleError(f"{self.name}: image {info['file_name']} is {height}x{width} but the json says "

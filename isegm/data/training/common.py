@@ -1,35 +1,16 @@
-"""Helpers shared by the training datasets: file readers borrowed from the evaluation loaders, proposal loading
-and the checks every target goes through."""
+"""Helpers shared by the training datasets: the split-list choice, proposal loading and the checks every target
+goes through (file reading is :mod:`isegm.data.io`)."""
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from ..datasets.base import DatasetError, EvaluationDataset, PathLike, SampleError
+from ..io import DatasetError, PathLike, SampleError
 from ..targets import TrainTarget
 from .proposals import Proposals, choose_proposal, read_proposals, scale_weight_table
 
 logger = logging.getLogger(__name__)
-
-
-class FileReader(EvaluationDataset):
-    """The evaluation loaders' per-file helpers (folder checks raising :class:`DatasetError` with the expected
-    ``layout``; image and .mat reading raising :class:`SampleError` with the dataset name) without listing any
-    samples."""
-
-    def __init__(self, name: str, layout: str = "") -> None:
-        super().__init__()
-        self.name = name
-        self.layout = layout
-
-    def require_dirs(self, *folders: Path) -> None:
-        for folder in folders:
-            self._require_dir(folder)
-
-    def read_image(self, path: Path) -> np.ndarray:
-        """H x W x 3 uint8 RGB."""
-        return self._read_image(path)
 
 
 def require_list_file(candidates: Sequence[Path], what: str) -> Path:
@@ -38,14 +19,6 @@ def require_list_file(candidates: Sequence[Path], what: str) -> Path:
         if path.is_file():
             return path
     raise DatasetError(f"{what}: none of {', '.join(str(p) for p in candidates)} exists")
-
-
-def read_list_file(path: Path, what: str) -> List[str]:
-    """Non-empty stripped lines of a split list; DatasetError when it has none."""
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not lines:
-        raise DatasetError(f"{what}: list file {path} is empty")
-    return lines
 
 
 class ProposalSource:

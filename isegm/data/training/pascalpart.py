@@ -6,11 +6,10 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ...generation.mmt import MMT_GRANULARITY_WEIGHTS, PartNode, build_mask_trie, trie_granularities
-from ..datasets.base import EvaluationDataset, PathLike, SampleError
-from ..datasets.pascalpart import PascalPartEvaluationDataset
+from ..mmt import MMT_GRANULARITY_WEIGHTS, PartNode, build_mask_trie, trie_granularities
+from ..io import PathLike, SampleError, read_list_file, read_pascalpart_anno, read_rgb_image, require_dir
 from ..targets import NO_SIGNAL, PHRASE, SLIDER, TargetDataset, TrainTarget, table_weights
-from .common import FileReader, ProposalSource, check_target, read_list_file, require_list_file, unknown_signal
+from .common import ProposalSource, check_target, require_list_file, unknown_signal
 from .proposals import BUGGY_MASK_THRESH
 
 logger = logging.getLogger(__name__)
@@ -25,17 +24,10 @@ class PascalPartObject:
     parts: List[Tuple[str, np.ndarray]]
 
 
-class _PascalPartMatReader(PascalPartEvaluationDataset):
-    """The evaluation loader's .mat helpers (``_objects``) without listing a split."""
-
-    def __init__(self) -> None:  # deliberately skips the listing constructor
-        EvaluationDataset.__init__(self)
-
-
 def read_pascalpart_objects(path: Path) -> List[PascalPartObject]:
     """The objects of a PASCAL-Part annotation file (``anno.objects[k].{class, mask, parts[j].{part_name,
     mask}}``); SampleError when the file is unreadable or not in that structure."""
-    objects = _PascalPartMatReader()._objects(path)
+    objects = read_pascalpart_anno(path)
     result = []
     try:
         for k in range(objects.shape[1]):
@@ -80,8 +72,8 @@ class PascalPartTrainingDataset(TargetDataset):
         root = Path(dataset_path)
         self._images_dir = root / "JPEGImages"
         self._anno_dir = root / "Annotations_Part"
-        self._files = FileReader(self.name, self.layout)
-        self._files.require_dirs(root, self._images_dir, self._anno_dir)
+        for folder in (root, self._images_dir, self._anno_dir):
+            require_dir(folder, self.name, self.layout)
         lists = root / "ImageSets" / "Main"
         split_file = require_list_file([lists / f"{split}.txt", lists / f"part_{split}.txt"], self.name)
         self.image_ids: List[str] = read_list_file(split_file, self.name)
@@ -108,7 +100,7 @@ class PascalPartTrainingDataset(TargetDataset):
         if signal not in self.signals:
             raise unknown_signal(self.name, signal, self.signals)
         image_id = self.image_ids[index]
-        image = self._files.read_image(self._images_dir / f"{image_id}.jpg")
+        image = read_rgb_image(self._images_dir / f"{image_id}.jpg", self.name)
 
         if signal == SLIDER:
             proposal = self._proposals.target(image_id, image, rng, self._buggy_mask_thresh, self.name)

@@ -5,26 +5,14 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..datasets.base import EvaluationDataset, PathLike
 from ..datasets.paired import unique_nonzero
-from ..datasets.sbd import SBDEvaluationDataset
+from ..io import PathLike, read_list_file, read_rgb_image, read_sbd_instances, require_dir
 from ..targets import NO_SIGNAL, SLIDER, TargetDataset, TrainTarget
-from .common import FileReader, ProposalSource, check_target, read_list_file, require_list_file, unknown_signal
+from .common import ProposalSource, check_target, require_list_file, unknown_signal
 from .instances import choose_instance
 from .proposals import BUGGY_MASK_THRESH
 
 logger = logging.getLogger(__name__)
-
-
-class _SBDMatReader(SBDEvaluationDataset):
-    """The evaluation loader's ``GTinst.Segmentation`` reader without listing a split."""
-
-    def __init__(self) -> None:  # deliberately skips the listing constructor
-        EvaluationDataset.__init__(self)
-
-    def read_instances(self, path: Path) -> np.ndarray:
-        """H x W int32 label map: 0 background, k = instance k."""
-        return self._read_instances(path)
 
 
 class SBDTrainingDataset(TargetDataset):
@@ -54,13 +42,12 @@ class SBDTrainingDataset(TargetDataset):
         root = Path(dataset_path)
         self._images_dir = root / "img"
         self._insts_dir = root / "inst"
-        self._files = FileReader(self.name, self.layout)
-        self._files.require_dirs(root, self._images_dir, self._insts_dir)
+        for folder in (root, self._images_dir, self._insts_dir):
+            require_dir(folder, self.name, self.layout)
         split_file = require_list_file([root / f"{split}.txt"], self.name)
         self.image_ids: List[str] = read_list_file(split_file, self.name)
         self._proposals = ProposalSource(part_path)
         self._buggy_mask_thresh = buggy_mask_thresh
-        self._mat = _SBDMatReader()
         logger.info("%s training: %d images from %s", self.name, len(self.image_ids), split_file)
 
     def __len__(self) -> int:
@@ -70,14 +57,14 @@ class SBDTrainingDataset(TargetDataset):
         if signal not in self.signals:
             raise unknown_signal(self.name, signal, self.signals)
         image_id = self.image_ids[index]
-        image = self._files.read_image(self._images_dir / f"{image_id}.jpg")
+        image = read_rgb_image(self._images_dir / f"{image_id}.jpg", self.name)
 
         if signal == SLIDER:
             proposal = self._proposals.target(image_id, image, rng, self._buggy_mask_thresh, self.name)
             if proposal is not None:
                 return proposal
 
-        labels = self._mat.read_instances(self._insts_dir / f"{image_id}.mat")
+        labels = read_sbd_instances(self._insts_dir / f"{image_id}.mat", self.name)
         values = unique_nonzero(labels)
         instance_index, mask = choose_instance([labels == value for value in values], rng, self._buggy_mask_thresh,
                                                f"{self.name}: {image_id}")

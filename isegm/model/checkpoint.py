@@ -16,9 +16,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 import torch
 from safetensors.torch import load_file, save_file
 
-from .files import atomic_write
-from ..model.config import ModelConfig, config_from_published, config_to_published
-from ..model.lora import peft_to_published, published_to_peft
+from ..utils.files import atomic_write
+from .config import ModelConfig, config_from_published, config_to_published
+from .lora import peft_to_published, published_to_peft
 
 PathLike = Union[str, Path]
 PROJECT_FORMAT = "graco-checkpoint/1"

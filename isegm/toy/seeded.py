@@ -31,7 +31,7 @@ def seeded_published_base(cfg, seed: int = 0) -> Dict[str, torch.Tensor]:
     """A SimpleClick base state (published parameter names) for the architecture of ``cfg``, seeded by name."""
     from ..model import GraCoModel
     from ..model.config import ModelConfig
-    from .checkpoint import to_published_state
+    from ..model.checkpoint import to_published_state
 
     base_cfg = ModelConfig.from_dict({**cfg.to_dict(), "granularity": False, "phrase": False})
     shapes = {k: v.shape for k, v in to_published_state(GraCoModel(base_cfg).state_dict()).items()}
@@ -66,7 +66,7 @@ def build_seeded_model(cfg, lora_checkpoint=None, clip_text: bool = False, seed:
     release). ``overrides`` adds constants to base entries (published names), e.g. ``{"head.conv_seg.bias": -5}``
     to move the seeded model's logits away from saturation."""
     from ..model import GraCoModel
-    from .checkpoint import assign_weights, convert_published_state, read_checkpoint, to_published_state
+    from ..model.checkpoint import assign_weights, convert_published_state, read_checkpoint, to_published_state
 
     model = GraCoModel(cfg)
     keys = model.state_dict().keys()

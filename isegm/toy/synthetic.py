@@ -88,7 +88,7 @@ COLOUR_JITTER = 22.0   # std of the per-object, per-channel colour shift
 IMAGE_NOISE = 3.0      # std of the final pixel noise
 JPEG_QUALITY = 95
 PHOTO_STREAM = 1000003  # the photo crops use default_rng([seed, PHOTO_STREAM]); scene i uses [seed, i]
-MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: isegm.data.synthetic (deterministic header)"
+MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: isegm.toy.synthetic (deterministic header)"
 
 
 @dataclass
@@ -652,7 +652,7 @@ def _write_list(path: Path, ids: Sequence[str]) -> None:
 def _source_text(seed: int, size: Size, max_objects: int, train_ids: List[str], val_ids: List[str],
                  photos: List[PhotoSample]) -> str:
     lines = [
-        "# Toy dataset (isegm.data.synthetic.build_toy_dataset)", "",
+        "# Toy dataset (isegm.toy.synthetic.build_toy_dataset)", "",
         f"Synthetic scenes: seed {seed}, size {size[0]}x{size[1]}; scene i is "
         f"`make_scene(numpy.random.default_rng([{seed}, i]), {tuple(size)}, max_objects={max_objects})`.",
         f"- train: {train_ids[0] if train_ids else '-'} .. {train_ids[-1] if train_ids else '-'} ({len(train_ids)})",
