@@ -7,18 +7,19 @@ from pathlib import Path
 from tkinter import filedialog, ttk
 from typing import Callable, List
 
-import cv2
 import numpy as np
 from PIL import Image, ImageTk
 
-from ..utils.vis import draw_probmap
+from ..data.io import IMAGE_SUFFIXES, list_files, read_rgb_image
 from .canvas import ZoomCanvas
 from .controller import STRIP_GRANULARITIES, AnnotatedObject, DemoController, PredictorSettings
-from .export import object_colour, list_images, palette, read_image, read_mask, save_annotation
+from .export import object_colour, read_mask, read_object_names, save_annotation
+from .render import render_strip_tile, render_view
 from .worker import Worker
 
 logger = logging.getLogger(__name__)
 
+DEMO_IMAGE_SUFFIXES = IMAGE_SUFFIXES | {".webp"}
 THUMB_SIZE = 72
 POLL_MS = 30
 HELP = ("left click: positive  |  right click: negative  |  wheel: zoom  |  right/middle drag: pan  |  "
@@ -245,7 +246,7 @@ class DemoApp(ttk.Frame):
     def open_image(self, path: Path) -> bool:
         """Show ``path`` (and its saved annotation from the output folder, to continue it); errors are shown."""
         try:
-            image = read_image(path)
+            image = read_rgb_image(path)
         except ValueError as error:
             self.controller.status.error = str(error)
             logger.error("%s", error)
@@ -267,19 +268,13 @@ class DemoApp(ttk.Frame):
         except ValueError as error:
             logger.warning("ignoring %s", error)
             return []
-        names = {}
-        coco = saved.with_suffix(".json")
-        if coco.is_file():
-            try:
-                names = {a["id"]: a.get("attributes", {}).get("name", "") for a in json.loads(coco.read_text())["annotations"]}
-            except (ValueError, KeyError, TypeError):
-                names = {}
+        names = read_object_names(saved.with_suffix(".json"))
         ids = [int(v) for v in np.unique(mask) if v > 0]
         return [AnnotatedObject(k, mask == v, names.get(v) or f"object {k}") for k, v in enumerate(ids, 1)]
 
     def open_folder(self, folder: Path) -> bool:
         try:
-            images = list_images(folder)
+            images = list_files(folder, DEMO_IMAGE_SUFFIXES)
         except OSError as error:
             images, reason = [], str(error)
         else:
@@ -409,30 +404,10 @@ class DemoApp(ttk.Frame):
 
     def _visualization(self) -> np.ndarray:
         controller = self.controller
-        image = controller.image
-        alpha = float(self.vars["alpha_blend"].get())
-        prob = controller.current_prob
-        if self.vars["view"].get() == "probs" and prob is not None:
-            out = ((1 - alpha) * image + alpha * draw_probmap(prob)).astype(np.uint8)
-        else:
-            instances = controller.instance_mask()
-            colours = palette(max(int(instances.max()), 1)).astype(np.float32)
-            out = image.astype(np.float32)
-            fg = instances > 0
-            out[fg] = (1 - alpha) * out[fg] + alpha * colours[instances[fg]]
-            out = out.astype(np.uint8)
-            if prob is not None:
-                current = (prob > controller.prob_thresh).astype(np.uint8)
-                contours, _ = cv2.findContours(current, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-                cv2.drawContours(out, contours, -1, object_colour(len(controller.objects) + 1), 2)
-        radius = int(self.vars["click_radius"].get())
-        if radius > 0:
-            for click in controller.clicks:
-                y, x = (int(round(v)) for v in click.coords)
-                colour = (0, 220, 0) if click.is_positive else (230, 0, 0)
-                cv2.circle(out, (x, y), radius, colour, -1)
-                cv2.circle(out, (x, y), radius, (255, 255, 255), 1)
-        return out
+        return render_view(controller.image, controller.instance_mask(), controller.current_prob,
+                           controller.prob_thresh, float(self.vars["alpha_blend"].get()),
+                           self.vars["view"].get() == "probs", controller.clicks,
+                           int(self.vars["click_radius"].get()), object_colour(len(controller.objects) + 1))
 
     def _draw_strip(self) -> None:
         controller = self.controller
@@ -446,10 +421,8 @@ class DemoApp(ttk.Frame):
             if maps is None or controller.image is None:
                 thumb.configure(image=self._blank_thumb)
                 continue
-            mask = maps[k] > controller.prob_thresh
-            vis = controller.image.astype(np.float32)
-            vis[mask] = 0.4 * vis[mask] + 0.6 * np.array(object_colour(len(controller.objects) + 1), np.float32)
-            picture = Image.fromarray(vis.astype(np.uint8))
+            picture = Image.fromarray(render_strip_tile(controller.image, maps[k], controller.prob_thresh,
+                                                        object_colour(len(controller.objects) + 1)))
             picture.thumbnail((THUMB_SIZE, THUMB_SIZE))
             photo = ImageTk.PhotoImage(picture)
             photos.append(photo)

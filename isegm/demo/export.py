@@ -10,7 +10,6 @@ from pycocotools import mask as mask_utils
 
 logger = logging.getLogger(__name__)
 PathLike = Union[str, Path]
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def palette(n: int) -> np.ndarray:
@@ -110,17 +109,6 @@ def read_coco_masks(path: PathLike) -> List[np.ndarray]:
     return masks
 
 
-def read_image(path: PathLike) -> np.ndarray:
-    """An RGB uint8 image; ``ValueError`` with a one-line reason when it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such image file")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{path}: not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def read_mask(path: PathLike, shape: Sequence[int]) -> np.ndarray:
     """An instance or binary mask PNG as an integer array of ``shape`` (H, W)."""
     path = Path(path)
@@ -135,6 +123,11 @@ def read_mask(path: PathLike, shape: Sequence[int]) -> np.ndarray:
     return mask.astype(np.int64)
 
 
-def list_images(folder: PathLike) -> List[Path]:
-    """The image files of a folder, sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def read_object_names(path: PathLike) -> Dict[int, str]:
+    """Object id -> name (``attributes.name``, '' without one) of a COCO JSON file written by
+    :func:`save_annotation`; empty when the file cannot be read or is not in that form."""
+    try:
+        return {annotation["id"]: annotation.get("attributes", {}).get("name", "")
+                for annotation in json.loads(Path(path).read_text())["annotations"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
