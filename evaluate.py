@@ -23,11 +23,11 @@ from easydict import EasyDict
 from tqdm import tqdm
 
 from isegm.data.datasets import DatasetError, SampleError, get_dataset
-from isegm.inference.evaluation import GRANULARITIES, evaluate_sample, evaluate_sample_oracle
+from isegm.inference.evaluation import evaluate_sample, evaluate_sample_oracle
 from isegm.inference.metrics import compute_noc_metric, get_time_metrics, noc
 from isegm.inference.predictors import get_predictor
 from isegm.inference.utils import load_is_model
-from isegm.model.granularity import check_granularity
+from isegm.signals import GRANULARITY_LEVELS, check_granularity
 from isegm.model.phrase_encoder import PhraseEncoderUnavailable
 from isegm.model.vit import window_grid
 from isegm.model.checkpoint import CheckpointError
@@ -259,7 +259,7 @@ def write_results(args, dataset_name, target_iou, results, logs_path: Path, logs
                "samples": len(all_ious), "skipped": skipped, "subset_file": str(subset_file) if subset_file else None,
                "signal": ("oracle" + ("-clean" if args.clean_oracle else "")) if args.graco
                else (f"gra={args.gra}" if args.gra is not None else (f"phrase={args.phrase}" if args.phrase else "none")),
-               "oracle_granularity": [GRANULARITIES[i] for i in gra_indices]}
+               "oracle_granularity": [GRANULARITY_LEVELS[i] for i in gra_indices]}
     checkpoint_tag = "" if single_model else f"{row_name}_"
     (logs_path / f"{name_prefix}{checkpoint_tag}{dataset_name}_{stem}.json").write_text(json.dumps(summary, indent=2))
     if args.save_ious and single_model:

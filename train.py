@@ -59,7 +59,7 @@ def fail(message: str) -> NoReturn:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from isegm.data.targets import PHRASE
+    from isegm.signals import PHRASE
     from isegm.engine import GCLSchedule, GCLTrainer, TrainingDiverged
     from isegm.engine import distributed
     from isegm.engine.experiment import (ExperimentError, find_experiment_dir, new_experiment_dir, read_yaml,

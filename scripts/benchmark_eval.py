@@ -16,9 +16,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from isegm.inference.evaluation import GRANULARITIES, evaluate_sample_oracle  # noqa: E402
+from isegm.inference.evaluation import evaluate_sample_oracle  # noqa: E402
 from isegm.inference.predictors import get_predictor  # noqa: E402
 from isegm.model import load_model_config  # noqa: E402
+from isegm.signals import GRANULARITY_LEVELS  # noqa: E402
 from isegm.toy.seeded import build_seeded_model  # noqa: E402
 
 
@@ -73,7 +74,7 @@ def main():
         assert seq_index == bat_index and np.array_equal(seq_ious, bat_ious), f"{sample_id}: results differ"
         totals["sequential"] += seq_s
         totals["batched"] += bat_s
-        print(f"{sample_id}: oracle g={GRANULARITIES[seq_index]} clicks={len(seq_ious)} "
+        print(f"{sample_id}: oracle g={GRANULARITY_LEVELS[seq_index]} clicks={len(seq_ious)} "
               f"sequential {seq_s:.2f} s, batched {bat_s:.2f} s (identical IoUs)")
     print(f"sequential : {totals['sequential'] / args.samples:.2f} s/sample")
     print(f"batched    : {totals['batched'] / args.samples:.2f} s/sample")

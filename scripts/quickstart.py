@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from isegm.data.datasets import PascalPartEvaluationDataset  # noqa: E402
+from isegm.data.io import read_rgb_image  # noqa: E402
 from isegm.toy.synthetic import build_toy_dataset  # noqa: E402
 from isegm.data.training import read_pascalpart_objects  # noqa: E402
 from isegm.data.mmt import part_phrase  # noqa: E402
@@ -43,6 +44,7 @@ from isegm.inference.evaluation import evaluate_sample, evaluate_sample_oracle  
 from isegm.inference.metrics import compute_noc_metric  # noqa: E402
 from isegm.inference.predictors import get_predictor  # noqa: E402
 from isegm.inference.utils import load_is_model  # noqa: E402
+from isegm.signals import GRANULARITY_LEVELS  # noqa: E402
 from isegm.toy.seeded import seeded_clip_text_state  # noqa: E402
 from isegm.utils.vis import miou_curve, plot_miou_curves  # noqa: E402
 
@@ -135,7 +137,7 @@ def granularity_strip(base_ckpt: Path, graco_ckpt: Path, clip: Path, data_root: 
     predictor = get_predictor(graco, "NoBRS", "cpu", zoom_in_params=dict(skip_clicks=-1, target_size=(SIZE, SIZE)))
     val_ids = (data_root / "ImageSets" / "Main" / "val.txt").read_text().split()
     image_id, obj = pick_strip_object(data_root, val_ids)
-    image = cv2.cvtColor(cv2.imread(str(data_root / "JPEGImages" / f"{image_id}.jpg")), cv2.COLOR_BGR2RGB)
+    image = read_rgb_image(data_root / "JPEGImages" / f"{image_id}.jpg")
     # click on the deepest point of the object's largest part (a click that could mean the part or the whole)
     part_mask = max((mask for _, mask in obj.parts), key=lambda m: m.sum()).astype(np.uint8)
     dist = cv2.distanceTransform(np.pad(part_mask, 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
@@ -143,9 +145,8 @@ def granularity_strip(base_ckpt: Path, graco_ckpt: Path, clip: Path, data_root: 
     predictor.set_input_image(image)
     clicker = Clicker()
     clicker.add_click(Click(is_positive=True, coords=(int(y), int(x)), indx=0))
-    grans = [round(0.1 * k, 1) for k in range(1, 11)]
     tiles = []
-    for gra, probs in zip(grans, predictor.predict_granularities(clicker, grans)):
+    for gra, probs in zip(GRANULARITY_LEVELS, predictor.predict_granularities(clicker, GRANULARITY_LEVELS)):
         tile = image.astype(np.float32)
         mask = probs > 0.5
         tile[mask] = 0.45 * tile[mask] + 0.55 * np.array((255, 60, 40), np.float32)

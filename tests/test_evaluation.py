@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from isegm.inference.evaluation import GRANULARITIES, evaluate_sample, evaluate_sample_oracle
+from isegm.inference.evaluation import evaluate_sample, evaluate_sample_oracle
 from isegm.inference.metrics import compute_noc_metric, get_iou, noc
 from isegm.inference.predictors import get_predictor
+from isegm.signals import GRANULARITY_LEVELS
 
 
 def test_iou_ignores_label_minus_one():
@@ -53,22 +54,22 @@ def _oracle(ious_by_gra, max_clicks=5):
 
 
 def test_oracle_picks_fewest_clicks_then_best_first_iou():
-    table = {g: [0.1, 0.2, 0.3, 0.4, 0.5] for g in GRANULARITIES}
+    table = {g: [0.1, 0.2, 0.3, 0.4, 0.5] for g in GRANULARITY_LEVELS}
     table[0.3] = [0.5, 0.9]     # reaches at 2 clicks
     table[0.6] = [0.7, 0.9]     # also 2 clicks, better first IoU -> chosen
     table[0.9] = [0.6, 0.8, 1.0]
     ious, index, calls = _oracle(table)
-    assert GRANULARITIES[index] == 0.6 and ious.tolist() == pytest.approx([0.7, 0.9])
+    assert GRANULARITY_LEVELS[index] == 0.6 and ious.tolist() == pytest.approx([0.7, 0.9])
     # sweeps after the first success stop once they exceed 2 clicks: 3 calls, not 5
     assert calls.count(0.9) == 3 and calls.count(1.0) == 3 and calls.count(0.1) == 5
 
 
 def test_oracle_tie_on_first_iou_keeps_smaller_granularity_and_never_reached_counts_all():
-    table = {g: [0.3, 0.4, 0.5] for g in GRANULARITIES}
+    table = {g: [0.3, 0.4, 0.5] for g in GRANULARITY_LEVELS}
     table[0.2] = [0.6, 0.7, 0.8]
     table[0.7] = [0.6, 0.1, 0.1]
     ious, index, _ = _oracle(table, max_clicks=3)
-    assert GRANULARITIES[index] == 0.2 and len(ious) == 3
+    assert GRANULARITY_LEVELS[index] == 0.2 and len(ious) == 3
 
 
 def test_evaluate_sample_stops_at_target(tiny_model, rgb_image):

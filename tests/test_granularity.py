@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from isegm.model.granularity import check_granularity, granularity_index
+from isegm.model.granularity import granularity_index
+from isegm.signals import check_granularity
 
 
 @pytest.mark.parametrize("value, index", [

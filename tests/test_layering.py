@@ -55,3 +55,4 @@ def test_training_data_does_not_import_the_predictor_stack():
     assert "isegm.data.training.pascalpart" in loaded  # the probe sees what it imports
     assert not {m for m in loaded if m == "isegm.inference" or m.startswith("isegm.inference.")}
     assert not {m for m in loaded if m.startswith("isegm.generation")}
+    assert not {m for m in loaded if m == "isegm.model" or m.startswith("isegm.model.")}  # data and model are apart

@@ -4,7 +4,8 @@ import torch.nn.functional as F
 
 from isegm.inference.clicker import Click, Clicker
 from isegm.inference.predictors import get_predictor
-from isegm.model.lora import PHRASE, SLIDER, peft_to_published, published_to_peft
+from isegm.model.lora import peft_to_published, published_to_peft
+from isegm.signals import PHRASE, SLIDER
 from isegm.model.checkpoint import convert_published_state, to_published_state
 
 from conftest import randomize_lora, tiny_config

@@ -7,7 +7,7 @@ import torch
 
 from isegm.data.click_training_set import ClickTrainingSet
 from isegm.data.points_sampler import MultiPointSampler
-from isegm.data.targets import NO_SIGNAL, PHRASE, SLIDER
+from isegm.signals import NO_SIGNAL, PHRASE, SLIDER
 from isegm.engine import GCLSampler, GCLSchedule, GCLTrainer
 from isegm.engine.click_simulation import add_correction_clicks
 from isegm.engine.distributed import DistInfo

@@ -11,7 +11,8 @@ from pycocotools import mask as mask_utils
 from scipy.io import savemat
 
 from isegm.data.datasets import DatasetError, SampleError
-from isegm.data.targets import NO_SIGNAL, PHRASE, SLIDER, TrainTarget
+from isegm.data.targets import TrainTarget
+from isegm.signals import NO_SIGNAL, PHRASE, SLIDER
 from isegm.data.training import (CocoInstanceDataset, PascalPartTrainingDataset, ProposalError, SBDTrainingDataset,
                                  UnsafePickleError, build_training_dataset, choose_proposal, is_buggy_mask,
                                  read_proposals, scale_weight_table, write_proposals)

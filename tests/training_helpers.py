@@ -1,7 +1,8 @@
 """Small in-memory training data for trainer tests: coloured shapes with two named parts."""
 import numpy as np
 
-from isegm.data.targets import NO_SIGNAL, PHRASE, SLIDER, TargetDataset, TrainTarget
+from isegm.data.targets import TargetDataset, TrainTarget
+from isegm.signals import NO_SIGNAL, PHRASE, SLIDER
 
 
 class ShapesTargets(TargetDataset):

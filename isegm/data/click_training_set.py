@@ -4,12 +4,12 @@ import random
 from typing import Dict, Optional, Tuple
 
 import numpy as np
-import open_clip
 import torch
 
 from .datasets.base import SampleError
 from .points_sampler import MultiPointSampler
 from .targets import TargetDataset, TrainTarget
+from ..signals import CLIP_CONTEXT_LENGTH, tokenize_phrases
 
 logger = logging.getLogger(__name__)
 SampleKey = Tuple[int, int, str]  # (image index, sample seed, signal)
@@ -33,7 +33,6 @@ class ClickTrainingSet(torch.utils.data.Dataset):
         self.points_sampler = points_sampler
         self.min_object_area = min_object_area
         self.keep_background_prob = keep_background_prob
-        self._tokenizer = None
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -83,9 +82,8 @@ class ClickTrainingSet(torch.utils.data.Dataset):
                 break
         return out["image"], out["mask"]
 
-    def _tokens(self, phrase: Optional[str]) -> torch.Tensor:
+    @staticmethod
+    def _tokens(phrase: Optional[str]) -> torch.Tensor:
         if phrase is None:
-            return torch.zeros(77, dtype=torch.long)
-        if self._tokenizer is None:
-            self._tokenizer = open_clip.get_tokenizer("ViT-B-32")
-        return self._tokenizer([phrase])[0].long()
+            return torch.zeros(CLIP_CONTEXT_LENGTH, dtype=torch.long)
+        return tokenize_phrases(phrase)[0]

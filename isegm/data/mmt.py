@@ -29,6 +29,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..signals import GRANULARITY_LEVELS
+
 logger = logging.getLogger(__name__)
 
 # PASCAL-Part abbreviation -> spelled-out part phrase (same entries as the published table; "haddle bar" is the
@@ -68,8 +70,6 @@ ABBREVIATIONS: Dict[str, str] = {
 DIRECTIONAL_WORDS: Tuple[str, ...] = ("left", "right", "back", "front")  # published order (fixes group order)
 UNPLURALISED_GROUPS = frozenset({"head", "coach"})
 SIDE_WORD = "side"
-MIN_GRANULARITY = 0.1
-MAX_GRANULARITY = 1.0
 
 # Published precomputed sampling weight of each MMT granularity over PASCAL-Part train (normalised
 # log(total / count) of the granularities of all trie nodes): rare granularities weigh more.
@@ -172,7 +172,7 @@ def node_granularity(mask: np.ndarray, object_mask: np.ndarray) -> float:
     if object_area == 0:
         raise ValueError("the object mask is empty")
     ratio = round(int(np.count_nonzero(mask)) / object_area, 1)
-    return float(min(max(ratio, MIN_GRANULARITY), MAX_GRANULARITY))
+    return float(min(max(ratio, GRANULARITY_LEVELS[0]), GRANULARITY_LEVELS[-1]))
 
 
 def trie_granularities(nodes: Sequence[PartNode], object_mask: np.ndarray) -> List[float]:

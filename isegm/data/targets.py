@@ -11,10 +11,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import torch
 
-NO_SIGNAL = "none"      # plain click segmentation (SimpleClick base training): the whole object
-SLIDER = "slider"       # granularity slider: target has a scale granularity in {0.1, ..., 1.0}
-PHRASE = "phrase"       # semantic phrase: target has a part name
-SIGNALS = (NO_SIGNAL, SLIDER, PHRASE)
+from ..signals import NO_SIGNAL
 
 
 @dataclass

@@ -12,7 +12,8 @@ from PIL import Image, ImageTk
 
 from ..data.io import IMAGE_SUFFIXES, list_files, read_rgb_image
 from .canvas import ZoomCanvas
-from .controller import STRIP_GRANULARITIES, AnnotatedObject, DemoController, PredictorSettings
+from ..signals import GRANULARITY_LEVELS
+from .controller import AnnotatedObject, DemoController, PredictorSettings
 from .export import object_colour, read_mask, read_object_names, save_annotation
 from .render import render_strip_tile, render_view
 from .worker import Worker
@@ -105,7 +106,7 @@ class DemoApp(ttk.Frame):
         self.strip_frame.pack(side=tk.BOTTOM, fill="x")
         self.thumbs: List[tk.Label] = []
         self._blank_thumb = ImageTk.PhotoImage(Image.new("RGB", (THUMB_SIZE, THUMB_SIZE), (48, 48, 48)))
-        for k, gra in enumerate(STRIP_GRANULARITIES):
+        for k, gra in enumerate(GRANULARITY_LEVELS):
             cell = ttk.Frame(self.strip_frame)
             cell.grid(row=0, column=k, padx=1, pady=1)
             thumb = tk.Label(cell, image=self._blank_thumb, width=THUMB_SIZE, height=THUMB_SIZE,
@@ -414,7 +415,7 @@ class DemoApp(ttk.Frame):
         maps = controller.strip
         photos: List[ImageTk.PhotoImage] = []
         current = round(float(self.vars["granularity"].get()), 1)
-        for gra, thumb, k in zip(STRIP_GRANULARITIES, self.thumbs, range(len(self.thumbs))):
+        for gra, thumb, k in zip(GRANULARITY_LEVELS, self.thumbs, range(len(self.thumbs))):
             selected = controller.phrase is None and abs(gra - current) < 1e-6
             thumb.configure(relief=tk.SOLID if selected else tk.FLAT,
                             background="#e0a000" if selected else "#303030")

@@ -15,13 +15,12 @@ import torch
 
 from ..inference.clicker import Click, Clicker
 from ..inference.predictors import BasePredictor, get_predictor
-from ..model.granularity import check_granularity
 from ..model.phrase_encoder import PhraseEncoderUnavailable
+from ..signals import GRANULARITY_LEVELS, check_granularity
 from .worker import Worker
 
 logger = logging.getLogger(__name__)
 
-STRIP_GRANULARITIES = tuple(round(0.1 * k, 1) for k in range(1, 11))
 ClickKey = Tuple[Tuple[bool, float, float], ...]
 
 
@@ -92,7 +91,7 @@ class ObjectSession:
         """The probability maps of the ten strip granularities for ``clicks``, from one batched forward (no flip)."""
         state, _ = self.start_state(clicks)
         strip_predictor.set_states(state)
-        return strip_predictor.predict_granularities(self.clicker(clicks), STRIP_GRANULARITIES)
+        return strip_predictor.predict_granularities(self.clicker(clicks), GRANULARITY_LEVELS)
 
 
 def click_key(clicks: List[Click]) -> ClickKey:
@@ -442,4 +441,4 @@ def _one_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-__all__ = ["AnnotatedObject", "DemoController", "PredictorSettings", "STRIP_GRANULARITIES"]
+__all__ = ["AnnotatedObject", "DemoController", "PredictorSettings"]

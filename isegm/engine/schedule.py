@@ -2,7 +2,7 @@
 from dataclasses import dataclass
 from typing import Sequence, Tuple
 
-from ..data.targets import NO_SIGNAL, PHRASE, SLIDER
+from ..signals import NO_SIGNAL, PHRASE, SLIDER
 
 
 @dataclass(frozen=True)

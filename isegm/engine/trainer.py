@@ -13,10 +13,11 @@ import torch
 from tqdm import tqdm
 
 from ..data.click_training_set import ClickTrainingSet
-from ..data.targets import PHRASE, SLIDER
 from ..model import GraCoModel
-from ..model.losses import NormalizedFocalLoss
 from ..model.checkpoint import save_checkpoint
+from ..model.graco import signal_of_parameter
+from ..model.losses import NormalizedFocalLoss
+from ..signals import PHRASE, SLIDER
 from ..utils.files import atomic_write
 from ..utils.vis import NEGATIVE_COLOUR, POSITIVE_COLOUR, draw_probmap
 from .click_simulation import add_correction_clicks
@@ -56,11 +57,7 @@ class TrainOptions:
 
 def branch_of(name: str) -> str:
     """Which optimizer group a parameter belongs to: 'slider', 'phrase' or 'base'."""
-    if f".lora_A.{SLIDER}." in name or f".lora_B.{SLIDER}." in name or "gra_embed" in name:
-        return SLIDER
-    if f".lora_A.{PHRASE}." in name or f".lora_B.{PHRASE}." in name or "phrase2gra_proj" in name:
-        return PHRASE
-    return "base"
+    return signal_of_parameter(name) or "base"
 
 
 class GCLTrainer:

@@ -24,8 +24,9 @@ import numpy as np
 
 from ..inference.clicker import Click, Clicker
 from ..inference.predictors import BasePredictor
+from ..signals import GRANULARITY_LEVELS
 
-MIN_PART_GRANULARITY = 0.1
+MIN_PART_GRANULARITY = GRANULARITY_LEVELS[0]
 
 
 def area_ratio(part_mask: np.ndarray, object_mask: np.ndarray) -> float:

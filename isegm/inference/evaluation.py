@@ -5,11 +5,11 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..signals import GRANULARITY_LEVELS
 from .clicker import Click, Clicker
 from .metrics import get_iou
 from .predictors import BasePredictor
 
-GRANULARITIES = [round(i * 0.1, 1) for i in range(1, 11)]
 Callback = Callable[[np.ndarray, np.ndarray, np.ndarray, object, int, List[Click]], None]
 
 
@@ -88,7 +88,7 @@ def evaluate_sample_oracle(image: np.ndarray, gt_mask: np.ndarray, predictor: Ba
         return _oracle_batched(image, gt_mask, predictor, protocol, sample_id, callback)
     predictor.set_input_image(image)
     sweeps, min_num = [], None
-    for gra in GRANULARITIES:
+    for gra in GRANULARITY_LEVELS:
         if clean:
             predictor.set_input_image(image)
         else:  # published: clicks and previous mask reset, zoom-in state kept
@@ -125,7 +125,7 @@ def _step(sweep: _Sweep, image, gt_mask, protocol: Protocol, sample_id, callback
 def _oracle_batched(image, gt_mask, predictor: BasePredictor, protocol: Protocol, sample_id, callback
                     ) -> Tuple[np.ndarray, int]:
     sweeps = []
-    for gra in GRANULARITIES:
+    for gra in GRANULARITY_LEVELS:
         session = predictor.spawn()
         session.set_input_image(image)
         sweeps.append(_Sweep(gra, Clicker(gt_mask=gt_mask), session, np.zeros(gt_mask.shape, dtype=bool)))

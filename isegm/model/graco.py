@@ -8,12 +8,22 @@ from torch import nn
 
 from .click_maps import click_disk_maps
 from .config import ModelConfig
-from .granularity import check_granularity
+from ..signals import PHRASE, SLIDER
 from .head import SegmentationHead
-from .lora import PHRASE, SLIDER, add_lora_branches, select_branch
+from .lora import add_lora_branches, select_branch
 from .neck import SimpleFPN
 from .phrase_encoder import PhraseEncoder
 from .vit import VisionTransformer
+
+
+def signal_of_parameter(name: str) -> Optional[str]:
+    """The control signal a parameter serves, by its name: ``slider`` (the slider LoRA branch and the granularity
+    embedding), ``phrase`` (the phrase LoRA branch and the phrase projection), or None (the SimpleClick base)."""
+    if f".lora_A.{SLIDER}." in name or f".lora_B.{SLIDER}." in name or "gra_embed" in name:
+        return SLIDER
+    if f".lora_A.{PHRASE}." in name or f".lora_B.{PHRASE}." in name or "phrase2gra_proj" in name:
+        return PHRASE
+    return None
 
 
 class GraCoModel(nn.Module):
@@ -68,8 +78,7 @@ class GraCoModel(nn.Module):
 
     def trainable_parameters(self) -> Dict[str, nn.Parameter]:
         """The parameters GraCo learns: both LoRA branches, the granularity embedding, the phrase projection."""
-        return {name: p for name, p in self.named_parameters()
-                if ".lora_" in name or "gra_embed" in name or "phrase2gra_proj" in name}
+        return {name: p for name, p in self.named_parameters() if signal_of_parameter(name) is not None}
 
     def forward(self, image: torch.Tensor, points: torch.Tensor, gra: Optional[torch.Tensor] = None,
                 text: Optional[torch.Tensor] = None) -> Dict[str, Optional[torch.Tensor]]:
@@ -97,8 +106,6 @@ class GraCoModel(nn.Module):
             self.set_branch(SLIDER)
         if gra is not None:
             gra = torch.as_tensor(gra, dtype=torch.float32, device=image.device).reshape(-1)
-            for value in gra.tolist():
-                check_granularity(value)
             if gra.numel() == 1:
                 gra = gra.expand(image.shape[0])
             elif gra.numel() != image.shape[0]:

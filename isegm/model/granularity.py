@@ -1,20 +1,8 @@
-"""Granularity: the slider value g in [0, 1] and the index of its learned embedding."""
-import math
-
+"""Granularity: the index of the learned embedding of a slider value g in [0, 1] (values are checked by the
+predictor, :func:`isegm.signals.check_granularity`)."""
 import torch
 
-NUM_GRANULARITY_LEVELS = 10
-
-
-def check_granularity(value: float) -> float:
-    """Return ``value`` as a float, or raise ``ValueError`` when it is not a number in [0, 1]."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"granularity must be a number in [0, 1], got {value!r}") from None
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"granularity must be a number in [0, 1], got {value}")
-    return value
+from ..signals import NUM_GRANULARITY_LEVELS
 
 
 def granularity_index(gra: torch.Tensor) -> torch.Tensor:

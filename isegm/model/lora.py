@@ -12,8 +12,8 @@ from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.tuners_utils import set_adapter
 from torch import nn
 
-SLIDER = "slider"
-PHRASE = "phrase"
+from ..signals import PHRASE, SLIDER
+
 BRANCHES = (SLIDER, PHRASE)
 # published per-branch parameter names on the fused qkv linear
 PUBLISHED_BRANCH_KEYS = {SLIDER: ("lora_A", "lora_B"), PHRASE: ("lora_A2", "lora_B2")}

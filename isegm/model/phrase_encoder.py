@@ -4,7 +4,7 @@ import logging
 import os
 import zipfile
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Union
 
 import open_clip
 import torch
@@ -101,7 +101,6 @@ class PhraseEncoder(nn.Module):
         self.text: Optional[nn.Module] = None
         self.clip_weights: Optional[Union[str, Path]] = None  # what the loaded text tower came from
         self.clip_source: Optional[Path] = None  # where to load it from on the first phrase
-        self._tokenizer = None
         self._features: Dict[bytes, torch.Tensor] = {}  # CLIP text features by token row (the tower is frozen)
 
     def ensure_loaded(self) -> None:
@@ -143,12 +142,6 @@ class PhraseEncoder(nn.Module):
         if self.text is not None:
             self.text.eval()  # frozen
         return self
-
-    def tokenize(self, phrases: Union[str, Sequence[str]]) -> torch.Tensor:
-        """CLIP BPE tokens, B x 77 int64."""
-        if self._tokenizer is None:
-            self._tokenizer = open_clip.get_tokenizer("ViT-B-32")
-        return self._tokenizer([phrases] if isinstance(phrases, str) else list(phrases))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """B x 77 tokens -> B x C embeddings. The frozen tower's features are computed once per distinct phrase."""

@@ -8,7 +8,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..io import DatasetError, PathLike, SampleError, read_rgb_image
-from ..targets import NO_SIGNAL, SLIDER, TargetDataset, TrainTarget
+from ...signals import NO_SIGNAL, SLIDER
+from ..targets import TargetDataset, TrainTarget
 from .common import ProposalSource, check_target, unknown_signal
 from .instances import choose_instance
 from .proposals import BUGGY_MASK_THRESH

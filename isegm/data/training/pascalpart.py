@@ -8,7 +8,8 @@ import numpy as np
 
 from ..mmt import MMT_GRANULARITY_WEIGHTS, PartNode, build_mask_trie, trie_granularities
 from ..io import PathLike, SampleError, read_list_file, read_pascalpart_anno, read_rgb_image, require_dir
-from ..targets import NO_SIGNAL, PHRASE, SLIDER, TargetDataset, TrainTarget, table_weights
+from ...signals import NO_SIGNAL, PHRASE, SLIDER
+from ..targets import TargetDataset, TrainTarget, table_weights
 from .common import ProposalSource, check_target, require_list_file, unknown_signal
 from .proposals import BUGGY_MASK_THRESH
 

@@ -21,6 +21,7 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from ...signals import GRANULARITY_LEVELS
 from ...utils.files import atomic_write
 from .. import targets
 
@@ -31,7 +32,6 @@ Proposals = Dict[str, Dict[str, np.ndarray]]
 SEMANTIC_COLUMN = 0
 SCALE_COLUMN = 1
 BUGGY_MASK_THRESH = 0.08  # published: a mask filling less than 8% of its bounding box is dropped
-VALID_GRANULARITIES = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
 # (module, name) pairs the unpickler may resolve; numpy.core.* is mapped to numpy._core.* first (numpy < 2 files)
 _ALLOWED_GLOBALS = frozenset({
@@ -171,7 +171,7 @@ def choose_proposal(entry: Mapping[str, np.ndarray], table: Mapping[float, float
     target), and fail on an image whose proposals all weigh 0; here such proposals are never candidates."""
     scales = [round(float(g), 1) for g in entry["gra"][:, SCALE_COLUMN]]
     candidates = [i for i, g in enumerate(scales)
-                  if g in VALID_GRANULARITIES and table.get(g, 0.0) > 0
+                  if g in GRANULARITY_LEVELS and table.get(g, 0.0) > 0
                   and not is_buggy_mask(entry["mask"][i], buggy_mask_thresh)]
     if not candidates:
         return None

@@ -7,7 +7,8 @@ import numpy as np
 
 from ..datasets.paired import unique_nonzero
 from ..io import PathLike, read_list_file, read_rgb_image, read_sbd_instances, require_dir
-from ..targets import NO_SIGNAL, SLIDER, TargetDataset, TrainTarget
+from ...signals import NO_SIGNAL, SLIDER
+from ..targets import TargetDataset, TrainTarget
 from .common import ProposalSource, check_target, require_list_file, unknown_signal
 from .instances import choose_instance
 from .proposals import BUGGY_MASK_THRESH

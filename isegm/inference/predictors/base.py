@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...model.granularity import check_granularity
+from ...signals import check_granularity, tokenize_phrases
 from ..clicker import Click, Clicker
 from ..transforms import AddHorizontalFlip, LimitLongestSide, SigmoidForPred, ZoomIn
 
@@ -190,7 +190,7 @@ class BasePredictor:
         if isinstance(phrase, str):
             if not phrase.strip():
                 raise ValueError("the phrase is empty")
-            phrase = encoder.tokenize(phrase)
+            phrase = tokenize_phrases(phrase)
         elif not isinstance(phrase, torch.Tensor) or phrase.ndim != 2:
             raise ValueError(f"phrase must be a string or a 1 x 77 tensor of CLIP tokens, got {type(phrase).__name__}")
         return phrase.to(self.device)
