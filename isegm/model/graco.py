@@ -33,7 +33,8 @@ class GraCoModel(nn.Module):
 
     * image: B x 4 x H x W, RGB in [0, 1] plus the previous probability map (B x 3 x H x W without it);
     * points: B x 2N x 3 clicks (y, x, order), first N positive, last N negative, (-1, -1, -1) padding;
-    * gra: B granularities in [0, 1] (any shape with B elements), or None;
+    * gra: B granularities in [0, 1] (any shape with B elements, or one for the batch), or None; the values are
+      not checked here (no host sync): callers go through the predictor, which checks them;
     * text: B x 77 CLIP tokens, or None.
 
     It returns ``{'instances': B x 1 x H x W logits, 'instances_aux': None}``. With a granularity or with no signal
