@@ -8,9 +8,7 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from isegm.data.datasets import CONFIG_KEYS  # noqa: E402
+from isegm.data.datasets import CONFIG_KEYS
 
 
 def main() -> int:

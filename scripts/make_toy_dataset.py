@@ -17,8 +17,6 @@ from typing import Tuple
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from isegm.data.synthetic import build_toy_dataset, make_scene, render_preview  # noqa: E402
 
 

@@ -32,19 +32,18 @@ import yaml
 from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from isegm.data.datasets import PascalPartEvaluationDataset  # noqa: E402
+from isegm.data.datasets import PascalPartEvaluationDataset
 from isegm.data.synthetic import build_toy_dataset  # noqa: E402
-from isegm.data.training import read_pascalpart_objects  # noqa: E402
-from isegm.generation import part_phrase  # noqa: E402
-from isegm.inference.clicker import Click, Clicker  # noqa: E402
-from isegm.inference.evaluation import evaluate_sample, evaluate_sample_oracle  # noqa: E402
-from isegm.inference.metrics import compute_noc_metric  # noqa: E402
-from isegm.inference.predictors import get_predictor  # noqa: E402
-from isegm.inference.utils import load_is_model  # noqa: E402
+from isegm.data.training import read_pascalpart_objects
+from isegm.generation import part_phrase
+from isegm.inference.clicker import Click, Clicker
+from isegm.inference.evaluation import evaluate_sample, evaluate_sample_oracle
+from isegm.inference.metrics import compute_noc_metric
+from isegm.inference.predictors import get_predictor
+from isegm.inference.utils import load_is_model
 from isegm.utils.seeded import seeded_clip_text_state  # noqa: E402
-from isegm.utils.vis import miou_curve, plot_miou_curves  # noqa: E402
+from isegm.utils.vis import miou_curve, plot_miou_curves
 
 STAGES = 6
 SIZE = 128

@@ -21,7 +21,7 @@ from isegm.model import load_model_config
 from isegm.utils.checkpoint import save_published_checkpoint
 from isegm.utils.seeded import build_seeded_model, seeded_published_base
 
-from conftest import ROOT, tiny_config
+from helpers import ROOT, tiny_config
 from xvfb import VirtualDisplay, require_tools
 
 SETTINGS = PredictorSettings(target_size=224, max_size=800)

@@ -14,7 +14,7 @@ from isegm.utils.checkpoint import save_checkpoint
 @pytest.fixture(scope="module")
 def tiny_checkpoints(tmp_path_factory):
     import torch
-    from conftest import randomize_lora, tiny_config
+    from helpers import randomize_lora, tiny_config
     from isegm.model import GraCoModel
     torch.manual_seed(0)
     model = GraCoModel(tiny_config())

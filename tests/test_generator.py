@@ -12,7 +12,7 @@ import torch
 from scipy.io import loadmat, savemat
 
 import any_granularity_generator as agg
-from conftest import ROOT, tiny_config
+from helpers import ROOT, tiny_config
 from isegm.data.training.proposals import read_proposals
 from isegm.generation import (FMGSettings, area_ratio, carve_proposals, keep_one_component, round_granularity,
                               scale_granularity, semantic_click_region, semantic_granularity)

@@ -7,7 +7,7 @@ from isegm.inference.predictors import get_predictor
 from isegm.model.lora import PHRASE, SLIDER, peft_to_published, published_to_peft
 from isegm.utils.checkpoint import convert_published_state, to_published_state
 
-from conftest import randomize_lora, tiny_config
+from helpers import randomize_lora, tiny_config
 from isegm.model import GraCoModel
 
 

@@ -12,7 +12,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from conftest import tiny_config
+from helpers import tiny_config
 from isegm.model import GraCoModel
 from isegm.utils.checkpoint import save_checkpoint
 from isegm.utils.seeded import seeded_clip_text_state

@@ -16,7 +16,7 @@ from isegm.model import GraCoModel
 from isegm.model.losses import NormalizedFocalLoss
 from isegm.utils.seeded import seeded_clip_text_state
 
-from conftest import tiny_config
+from helpers import tiny_config
 from training_helpers import ShapesTargets
 
 
