@@ -18,6 +18,7 @@ from isegm.utils.checkpoint import save_checkpoint
 from isegm.utils.seeded import seeded_clip_text_state
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # train.py in subprocesses: resume after SIGKILL, two gloo processes
 
 
 @pytest.fixture(scope="module")
