@@ -9,10 +9,10 @@ DEVICE=${DEVICE:---gpus 0}
 CONFIG=${CONFIG:-config.yml}
 BASE=weights/simpleclick/sbd_vit_base.pth; LORA=weights/graco/GraCo_base_lora.pth
 OUT=${OUT:-outputs/analysis}
-CLIP=$(python -c "import yaml; print(yaml.safe_load(open('$CONFIG')).get('CLIP_WEIGHTS', ''))")
-python scripts/check_paths.py --config "$CONFIG" --datasets PascalPart,PartImageNet \
+CLIP=$(python scripts/check_paths.py --paths-config "$CONFIG" --print CLIP_WEIGHTS)
+python scripts/check_paths.py --paths-config "$CONFIG" --datasets PascalPart,PartImageNet \
   --weights "$BASE,$LORA,${CLIP:-weights/clip/ViT-B-32.pt}"
-run() { python evaluate.py NoBRS --config-path "$CONFIG" $DEVICE --checkpoint "$BASE" --lora_checkpoint "$LORA" "$@"; }
+run() { python evaluate.py NoBRS --paths-config "$CONFIG" $DEVICE --checkpoint "$BASE" --lora_checkpoint "$LORA" "$@"; }
 
 declare -A PARTS=([PascalPart]="head wheel torso" [PartImageNet]="head body foot")
 for dataset in PascalPart PartImageNet; do

@@ -24,7 +24,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True,
                         help="base checkpoint (published SimpleClick .pth or project .safetensors): a path, or a name "
-                             "under INTERACTIVE_MODELS_PATH of --cfg (extension optional)")
+                             "under INTERACTIVE_MODELS_PATH of the paths file (extension optional)")
     parser.add_argument("--lora_checkpoint", default=None, help="GraCo LoRA checkpoint")
     parser.add_argument("--clip-weights", default=None,
                         help="CLIP ViT-B/32 weights for the part-name box (default: $GRACO_CLIP_WEIGHTS or "
@@ -36,7 +36,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="images whose longer side exceeds this are resized to it for the model")
     parser.add_argument("--image", default=None, help="an image file or a folder of images (default: a bundled photo)")
     parser.add_argument("--output", default="annotations", help="folder for the saved PNG, preview and COCO JSON")
-    parser.add_argument("--cfg", default="config.yml", help="config file with INTERACTIVE_MODELS_PATH")
+    parser.add_argument("--paths-config", "--config-path", "--cfg", dest="paths_config", default="config.yml",
+                        help="paths file (YAML) with INTERACTIVE_MODELS_PATH")
     parser.add_argument("--eval-ritm", action="store_true", help="RITM models (not supported: only plain ViT)")
     parser.add_argument("--no-flip", action="store_true", help="skip the test-time flip (twice as fast on a CPU)")
     parser.add_argument("--no-strip", action="store_true", help="do not compute the granularity strip")
@@ -49,22 +50,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def resolve_checkpoint(name: str, cfg_path: str) -> Path:
-    """``name`` if it is a file, else a match under INTERACTIVE_MODELS_PATH (a missing file is reported later)."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    config = Path(cfg_path)
-    if config.is_file():
-        import yaml
-        try:
-            base = Path((yaml.safe_load(config.read_text()) or {}).get("INTERACTIVE_MODELS_PATH", "./weights"))
-        except yaml.YAMLError:
-            return path
-        for candidate in (base / name, base / f"{name}.pth"):
-            if candidate.is_file():
-                return candidate
-    return path
+def resolve_checkpoint(name: str, models_path: str) -> Path:
+    """``name`` by evaluate.py's rule (:func:`find_checkpoint`); as given when nothing matches (reported later)."""
+    from isegm.inference.checkpoint_lookup import find_checkpoint
+    return find_checkpoint(name, models_path) or Path(name)
 
 
 def bundled_image() -> Path:
@@ -74,9 +63,14 @@ def bundled_image() -> Path:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from isegm.utils.config_file import ConfigError, read_paths_config
     try:
         args = parse_args(argv)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
+        try:
+            paths = read_paths_config(args.paths_config, required=False)
+        except ConfigError as error:
+            raise UsageError(str(error)) from None
         import torch
         if args.cpu:
             device = torch.device("cpu")
@@ -97,8 +91,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from isegm.demo.controller import PredictorSettings
     from isegm.inference.utils import load_is_model
 
-    checkpoint = resolve_checkpoint(args.checkpoint, args.cfg)
-    lora = resolve_checkpoint(args.lora_checkpoint, args.cfg) if args.lora_checkpoint else None
+    models_path = paths.get("INTERACTIVE_MODELS_PATH", "./weights")
+    checkpoint = resolve_checkpoint(args.checkpoint, models_path)
+    lora = resolve_checkpoint(args.lora_checkpoint, models_path) if args.lora_checkpoint else None
 
     def load():
         return load_is_model(checkpoint, device, args.eval_ritm, lora_checkpoint=lora, clip_weights=args.clip_weights)

@@ -11,10 +11,10 @@ L_BASE=weights/simpleclick/sbd_vit_large.pth; L_LORA=weights/graco/GraCo_large_l
 INSTANCE=GrabCut,Berkeley,SBD,DAVIS,PascalVOC
 PART=PascalPart,PartImageNet,SA1B
 OOD=ssTEM,BraTS,OAIZIB
-CLIP=$(python -c "import yaml; print(yaml.safe_load(open('$CONFIG')).get('CLIP_WEIGHTS', ''))")
-python scripts/check_paths.py --config "$CONFIG" --datasets "$INSTANCE,$PART,$OOD" \
+CLIP=$(python scripts/check_paths.py --paths-config "$CONFIG" --print CLIP_WEIGHTS)
+python scripts/check_paths.py --paths-config "$CONFIG" --datasets "$INSTANCE,$PART,$OOD" \
   --weights "$B_BASE,$B_LORA,$L_BASE,$L_LORA,${CLIP:-weights/clip/ViT-B-32.pt}"
-run() { python evaluate.py NoBRS --config-path "$CONFIG" $DEVICE "$@"; }
+run() { python evaluate.py NoBRS --paths-config "$CONFIG" $DEVICE "$@"; }
 
 for size in B L; do
   base_var=${size}_BASE; lora_var=${size}_LORA

@@ -11,26 +11,24 @@ import json
 import logging
 import pickle
 import sys
-import time
-from datetime import timedelta
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 import torch
-import yaml
-from easydict import EasyDict
-from tqdm import tqdm
 
-from isegm.data.datasets import DatasetError, SampleError, get_dataset
-from isegm.inference.evaluation import evaluate_sample, evaluate_sample_oracle
-from isegm.inference.metrics import compute_noc_metric, get_time_metrics, noc
+from isegm.data.datasets import DatasetError, get_dataset
+from isegm.inference.checkpoint_lookup import find_checkpoint
+from isegm.inference.evaluation import (DatasetResult, Protocol, Signal, evaluate_dataset,
+                                        format_row, noc_thresholds, summarize, table_header)
+from isegm.inference.metrics import compute_noc_metric
 from isegm.inference.predictors import get_predictor
 from isegm.inference.utils import load_is_model
 from isegm.signals import GRANULARITY_LEVELS, check_granularity
 from isegm.model.phrase_encoder import PhraseEncoderUnavailable
 from isegm.model.vit import window_grid
 from isegm.model.checkpoint import CheckpointError
+from isegm.utils.config_file import ConfigError, read_paths_config
 from isegm.utils.vis import draw_probmap, draw_with_blend_and_clicks, miou_curve, plot_miou_curves
 
 logger = logging.getLogger("evaluate")
@@ -81,7 +79,8 @@ def parse_args(argv: Optional[List[str]] = None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the PascalPart / SA-1B subsets")
     parser.add_argument("--subset-file", default=None, help="read the PascalPart / SA-1B sample ids from this file")
     parser.add_argument("--model-name", default=None, help="name used in plots")
-    parser.add_argument("--config-path", default="./config.yml", help="dataset and weight paths")
+    parser.add_argument("--paths-config", "--config-path", "--cfg", dest="paths_config", default="./config.yml",
+                        help="paths file (YAML): dataset folders, INTERACTIVE_MODELS_PATH, EXPS_PATH")
     parser.add_argument("--logs-path", default="", help="default: EXPS_PATH/evaluation_logs")
     args = parser.parse_args(argv)
 
@@ -109,10 +108,10 @@ def parse_args(argv: Optional[List[str]] = None):
     else:
         args.target_iou = max(0.8, args.target_iou)
 
-    config_path = Path(args.config_path)
+    config_path = Path(args.paths_config)
     if not config_path.is_file():
         raise UsageError(f"config file {config_path} not found")
-    cfg = EasyDict(yaml.safe_load(config_path.read_text()) or {})
+    cfg = read_paths_config(config_path)
     cfg.EXPS_PATH = Path(cfg.get("EXPS_PATH", "./experiments"))
     args.logs_path = Path(args.logs_path) if args.logs_path else cfg.EXPS_PATH / "evaluation_logs"
     return args, cfg
@@ -153,30 +152,11 @@ def checkpoints_to_evaluate(args, cfg):
             raise UsageError(f"no checkpoints matching {prefix}* in {exp / 'checkpoints'}")
         logs_prefix = found[0].stem if prefix and len(found) == 1 else (f"all_{prefix}" if prefix else "all_checkpoints")
         return found, args.logs_path / rel, logs_prefix
-    path = Path(args.checkpoint)
-    if not path.is_file():
-        base = Path(cfg.get("INTERACTIVE_MODELS_PATH", "./weights"))
-        candidates = [base / args.checkpoint, base / f"{args.checkpoint}.pth"]
-        if base.is_dir() and not Path(args.checkpoint).is_absolute():
-            candidates += sorted(base.rglob(f"{args.checkpoint}*.pth"))
-        path = next((c for c in candidates if c.is_file()), None)
-        if path is None:
-            raise UsageError(f"checkpoint {args.checkpoint} not found (nor under {base})")
+    base = cfg.get("INTERACTIVE_MODELS_PATH", "./weights")
+    path = find_checkpoint(args.checkpoint, base)
+    if path is None:
+        raise UsageError(f"checkpoint {args.checkpoint} not found (nor under {base})")
     return [path], args.logs_path / "others" / path.stem, ""
-
-
-def table_header(n_clicks: int, model_name: str) -> str:
-    header = (f'|{"BRS Type":^13}|{"Dataset":^11}|{"NoC@80%":^9}|{"NoC@85%":^9}|{"NoC@90%":^9}|{"IoU@1":^9}|'
-              f'{">=" + str(n_clicks) + "@85%":^9}|{">=" + str(n_clicks) + "@90%":^9}|{"SPC,s":^7}|{"Time":^9}|')
-    lines = [f"Eval results for model: {model_name}", "-" * len(header), header, "-" * len(header)]
-    return "\n".join(lines)
-
-
-def format_row(mode: str, dataset_name: str, noc_list, over_max, iou_first: float, spc: float, elapsed: float) -> str:
-    cell = lambda values, i, fmt: f"{values[i]:^9{fmt}}" if len(values) > i else f'{"?":^9}'  # noqa: E731
-    return (f"|{mode:^13}|{dataset_name:^11}|{cell(noc_list, 0, '.2f')}|{cell(noc_list, 1, '.2f')}|"
-            f"{cell(noc_list, 2, '.2f')}|{iou_first:^9.2f}|{cell(over_max, 1, '')}|{cell(over_max, 2, '')}|"
-            f"{spc:^7.3f}|{str(timedelta(seconds=int(elapsed))):^9}|")
 
 
 def vis_callback(folder: Path, thresh: float):
@@ -191,46 +171,17 @@ def vis_callback(folder: Path, thresh: float):
     return callback
 
 
-def evaluate_dataset(dataset, dataset_name: str, predictor, args, target_iou: float, callback=None):
-    """Run the protocol on every object of every sample. Returns (all_ious, oracle gra indices, skipped, seconds)."""
-    all_ious, gra_indices, skipped = [], [], []
-    start = time.time()
-    progress = tqdm(range(len(dataset)), desc=dataset_name, unit="sample", dynamic_ncols=True)
-    for index in progress:
-        try:
-            sample = dataset.get_sample(index)
-        except SampleError as error:
-            logger.warning("skipped: %s", error)
-            skipped.append(str(error))
-            continue
-        for object_id in sample.objects_ids:
-            gt_mask = sample.gt_mask(object_id)
-            sample_id = f"{sample.sample_id}" if len(sample.objects_ids) == 1 else f"{sample.sample_id}#{object_id}"
-            kwargs = dict(max_iou_thr=target_iou, pred_thr=args.thresh, min_clicks=args.min_n_clicks,
-                          max_clicks=args.n_clicks, sample_id=sample_id, callback=callback)
-            if args.graco:
-                ious, gra_index = evaluate_sample_oracle(sample.image, gt_mask, predictor, clean=args.clean_oracle,
-                                                         batched=args.clean_oracle and args.device.type == "cuda",
-                                                         **kwargs)
-                gra_indices.append(gra_index)
-            else:
-                _, ious, _ = evaluate_sample(sample.image, gt_mask, predictor, gra=args.gra, phrase=args.phrase,
-                                             **kwargs)
-            all_ious.append(ious)
-        if all_ious:
-            running = np.mean([noc(ious, min(target_iou, 1.0), args.n_clicks) for ious in all_ious])
-            progress.set_postfix(NoC=f"{running:.2f}", skipped=len(skipped))
-    return all_ious, gra_indices, skipped, time.time() - start
+def signal_of(args) -> Signal:
+    return Signal(gra=args.gra, phrase=args.phrase, oracle=args.graco, clean=args.clean_oracle,
+                  batched=args.clean_oracle and args.device.type == "cuda")
 
 
-def write_results(args, dataset_name, target_iou, results, logs_path: Path, logs_prefix: str, row_name: str,
-                  model_name: str, print_header: bool, single_model: bool, subset_file: Optional[Path]) -> None:
-    all_ious, gra_indices, skipped, elapsed = results
-    spc, _ = get_time_metrics(all_ious, elapsed)
-    iou_thrs = np.arange(0.8, min(0.95, target_iou) + 0.001, 0.05).tolist()
-    noc_list, _, over_max = compute_noc_metric(all_ious, iou_thrs, args.n_clicks)
-    iou_first = float(np.mean([ious[0] for ious in all_ious])) if all_ious else float("nan")
-    row = format_row(row_name, dataset_name, noc_list, over_max, iou_first, spc, elapsed)
+def write_results(args, dataset_name, target_iou, result: DatasetResult, logs_path: Path, logs_prefix: str,
+                  row_name: str, model_name: str, print_header: bool, single_model: bool,
+                  subset_file: Optional[Path]) -> None:
+    all_ious, gra_indices, skipped = result.all_ious, result.gra_indices, result.skipped
+    summary = summarize(result, args.n_clicks, noc_thresholds(target_iou))
+    row = format_row(row_name, dataset_name, summary, result.seconds)
     if args.print_ious and all_ious:
         shortest = min(len(x) for x in all_ious)
         mean_ious = np.array([x[:shortest] for x in all_ious]).mean(axis=0)
@@ -253,15 +204,14 @@ def write_results(args, dataset_name, target_iou, results, logs_path: Path, logs
         if handle.tell() == 0:
             handle.write(table_header(args.n_clicks, model_name) + "\n")
         handle.write(row + "\n" + footer + "\n")
-    summary = {"dataset": dataset_name, "model": model_name, "target_iou": target_iou,
-               "noc_thresholds": [round(t, 4) for t in iou_thrs],
-               "noc": noc_list, "over_max": over_max, "iou_first": iou_first, "seconds_per_click": spc,
-               "samples": len(all_ious), "skipped": skipped, "subset_file": str(subset_file) if subset_file else None,
-               "signal": ("oracle" + ("-clean" if args.clean_oracle else "")) if args.graco
-               else (f"gra={args.gra}" if args.gra is not None else (f"phrase={args.phrase}" if args.phrase else "none")),
-               "oracle_granularity": [GRANULARITY_LEVELS[i] for i in gra_indices]}
+    record = {"dataset": dataset_name, "model": model_name, "target_iou": target_iou,
+              "noc_thresholds": [round(t, 4) for t in summary.thresholds],
+              "noc": summary.noc, "over_max": summary.over_max, "iou_first": summary.iou_first,
+              "seconds_per_click": summary.seconds_per_click, "samples": summary.samples, "skipped": skipped,
+              "subset_file": str(subset_file) if subset_file else None, "signal": signal_of(args).describe(),
+              "oracle_granularity": [GRANULARITY_LEVELS[i] for i in gra_indices]}
     checkpoint_tag = "" if single_model else f"{row_name}_"
-    (logs_path / f"{name_prefix}{checkpoint_tag}{dataset_name}_{stem}.json").write_text(json.dumps(summary, indent=2))
+    (logs_path / f"{name_prefix}{checkpoint_tag}{dataset_name}_{stem}.json").write_text(json.dumps(record, indent=2))
     if args.save_ious and single_model:
         ious_dir = logs_path / "ious" / logs_prefix
         ious_dir.mkdir(parents=True, exist_ok=True)
@@ -329,7 +279,9 @@ def run(args, cfg) -> None:
                                       zoom_in_params=zoom_in_params(args.eval_mode, name),
                                       predictor_params=predictor_params)
             callback = vis_callback(logs_path / "predictions_vis" / name, args.thresh) if args.vis_preds else None
-            results = evaluate_dataset(dataset, name, predictor, args, target_iou, callback)
+            protocol = Protocol(max_iou_thr=target_iou, pred_thr=args.thresh, min_clicks=args.min_n_clicks,
+                                max_clicks=args.n_clicks)
+            results = evaluate_dataset(dataset, predictor, protocol, signal_of(args), name=name, callback=callback)
             model_name = args.model_name or (f"{logs_path.relative_to(args.logs_path)}:{logs_prefix}"
                                              if logs_prefix else logs_path.stem)
             row_name = args.mode if single_model else Path(path).stem
@@ -343,7 +295,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args, cfg = parse_args(argv)
         run(args, cfg)
-    except (UsageError, CheckpointError, DatasetError, PhraseEncoderUnavailable, FileNotFoundError) as error:
+    except (UsageError, ConfigError, CheckpointError, DatasetError, PhraseEncoderUnavailable,
+            FileNotFoundError) as error:
         print(f"evaluate.py: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -47,7 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None, help="number of epochs (default: the config's)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast on GPUs")
     parser.add_argument("--clip-weights", default=None, help="CLIP ViT-B/32 weights for the phrase branch")
-    parser.add_argument("--paths-config", default="config.yml", help="dataset and experiment paths (YAML)")
+    parser.add_argument("--paths-config", "--config-path", "--cfg", dest="paths_config", default="config.yml",
+                        help="paths file (YAML) with the dataset folders and EXPS_PATH")
     parser.add_argument("--max-iterations", type=int, default=-1, help="stop after this many iterations")
     return parser.parse_args(argv)
 
@@ -62,15 +63,17 @@ def main(argv=None) -> int:
     from isegm.signals import PHRASE
     from isegm.engine import GCLSchedule, GCLTrainer, TrainingDiverged
     from isegm.engine import distributed
-    from isegm.engine.experiment import (ExperimentError, find_experiment_dir, new_experiment_dir, read_yaml,
-                                         record_run, setup_logging)
+    from isegm.engine.experiment import (ExperimentError, find_experiment_dir, new_experiment_dir, record_run,
+                                         setup_logging)
     from isegm.engine.sampler import derive_seed
+    from isegm.engine.training_config import read_training_config
     from isegm.engine.training_setup import SetupError, build_model, build_train_set, trainer_options
     from isegm.model.checkpoint import CheckpointError
+    from isegm.utils.config_file import read_paths_config
 
     try:
-        config = read_yaml(args.model_path)
-        paths = read_yaml(args.paths_config) if Path(args.paths_config).is_file() else {}
+        config = read_training_config(args.model_path)
+        paths = read_paths_config(args.paths_config, required=False)
         gpu_ids = [int(g) for g in args.gpus.split(",") if g.strip()] if args.gpus else None
     except (ExperimentError, ValueError) as error:
         fail(str(error))
@@ -91,19 +94,17 @@ def main(argv=None) -> int:
         exp_dir = _share_path(exp_dir, dist)
         setup_logging(exp_dir, dist.is_main)
         if dist.is_main:
-            record_run(exp_dir, config, args)
+            record_run(exp_dir, config, vars(args))
             logger.info("experiment folder %s", exp_dir)
         torch.manual_seed(derive_seed(args.seed, MODEL_INIT_TAG))  # initial weights of what trains
-        model = build_model(config, args)
-        train_set, signals = build_train_set(config, paths, args)
-        options = trainer_options(config, args)
-        train_cfg = config.get("TRAIN", {})
-        schedule = GCLSchedule(
-            epochs=args.epochs or int(train_cfg.get("epochs", 110)), lr=float(train_cfg.get("lr", 5e-4)),
-            milestones=tuple(train_cfg.get("lr_milestones", (50, 55))), gamma=float(train_cfg.get("lr_gamma", 0.1)),
-            switch_epoch=args.lora_switch_epoch if args.lora_switch_epoch is not None
-            else int(train_cfg.get("lora_switch_epoch", 55)),
-            enable_lora=args.enable_lora, signals=signals)
+        model = build_model(config, weights=args.weights, enable_lora=args.enable_lora, clip_weights=args.clip_weights,
+                            upsample=args.upsample, random_split=args.random_split)
+        train_set, signals = build_train_set(config, paths, part_path=args.part_path)
+        options = trainer_options(config, workers=args.workers, seed=args.seed, bf16=args.bf16,
+                                  max_iterations=args.max_iterations, layerwise_decay=args.layerwise_decay,
+                                  batch_size=args.batch_size)
+        schedule = GCLSchedule.from_config(config.get("TRAIN", {}), args.enable_lora, signals, epochs=args.epochs,
+                                           switch_epoch=args.lora_switch_epoch)
         if args.enable_lora and any(schedule.signal(e) == PHRASE for e in range(schedule.epochs)):
             if model.phrase_encoder is None:
                 raise SetupError("the schedule trains the phrase branch but the model has no phrase input")

@@ -7,20 +7,15 @@ granularities are asserted identical, and the time per sample of each and their 
 """
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from isegm.inference.evaluation import evaluate_sample_oracle  # noqa: E402
-from isegm.inference.predictors import get_predictor  # noqa: E402
-from isegm.model import load_model_config  # noqa: E402
-from isegm.signals import GRANULARITY_LEVELS  # noqa: E402
-from isegm.toy.seeded import build_seeded_model  # noqa: E402
+from isegm.inference.evaluation import GRANULARITY_LEVELS, evaluate_sample_oracle
+from isegm.inference.predictors import get_predictor
+from isegm.model import load_model_config
+from isegm.toy.seeded import build_seeded_model
 
 
 def samples(data: str, count: int):

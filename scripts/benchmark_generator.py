@@ -17,12 +17,9 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from isegm.generation.fmg import CarveJob, FMGSettings, carve_many, make_predictor  # noqa: E402
-from isegm.model import ModelConfig  # noqa: E402
-from isegm.toy.seeded import build_seeded_model  # noqa: E402
+from isegm.generation.fmg import CarveJob, FMGSettings, carve_many, make_predictor
+from isegm.model import ModelConfig
+from isegm.toy.seeded import build_seeded_model
 
 TINY = dict(img_size=(224, 224), embed_dim=64, depth=4, num_heads=2, neck_out_dims=(16, 32, 64, 128),
             head_channels=32)

@@ -12,23 +12,19 @@ import argparse
 import contextlib
 import os
 import statistics
-import sys
 import time
 import types
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from isegm.inference.clicker import Click, Clicker  # noqa: E402
-from isegm.inference.predictors import get_predictor  # noqa: E402
-from isegm.model import load_model_config  # noqa: E402
-from isegm.model import graco as graco_module  # noqa: E402
-from isegm.model.click_maps import click_disk_maps  # noqa: E402
-from isegm.toy.seeded import build_seeded_model  # noqa: E402
+from isegm.inference.clicker import Click, Clicker
+from isegm.inference.predictors import get_predictor
+from isegm.model import load_model_config
+from isegm.model import graco as graco_module
+from isegm.model.click_maps import click_disk_maps
+from isegm.toy.seeded import build_seeded_model
 
 CLICKS = [(True, (240, 320)), (False, (120, 200)), (True, (330, 420)), (False, (400, 150)), (True, (200, 450))]
 

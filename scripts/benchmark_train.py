@@ -15,18 +15,16 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from isegm.data.click_training_set import ClickTrainingSet  # noqa: E402
-from isegm.data.points_sampler import MultiPointSampler  # noqa: E402
-from isegm.toy.synthetic import build_toy_dataset  # noqa: E402
-from isegm.data.training import PascalPartTrainingDataset  # noqa: E402
-from isegm.data.transforms import train_augmentation  # noqa: E402
-from isegm.engine import GCLSchedule, GCLTrainer  # noqa: E402
-from isegm.engine.distributed import DistInfo  # noqa: E402
-from isegm.engine.trainer import TrainOptions  # noqa: E402
-from isegm.model import GraCoModel, ModelConfig, load_model_config  # noqa: E402
-from isegm.toy.seeded import seeded_clip_text_state  # noqa: E402
+from isegm.data.click_training_set import ClickTrainingSet
+from isegm.data.points_sampler import MultiPointSampler
+from isegm.toy.synthetic import build_toy_dataset
+from isegm.data.training import PascalPartTrainingDataset
+from isegm.data.transforms import train_augmentation
+from isegm.engine import GCLSchedule, GCLTrainer
+from isegm.engine.distributed import DistInfo
+from isegm.engine.trainer import TrainOptions
+from isegm.model import GraCoModel, ModelConfig, load_model_config
+from isegm.toy.seeded import seeded_clip_text_state
 
 TINY = dict(img_size=(64, 64), embed_dim=64, depth=4, num_heads=2, neck_out_dims=(16, 32, 64, 128), head_channels=32)
 

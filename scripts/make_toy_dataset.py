@@ -17,9 +17,7 @@ from typing import Tuple
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from isegm.toy.synthetic import build_toy_dataset, make_scene, render_preview  # noqa: E402
+from isegm.toy.synthetic import build_toy_dataset, make_scene, render_preview
 
 
 def parse_size(text: str) -> Tuple[int, int]:

@@ -32,21 +32,19 @@ import yaml
 from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from isegm.data.datasets import PascalPartEvaluationDataset  # noqa: E402
-from isegm.data.io import read_rgb_image  # noqa: E402
-from isegm.toy.synthetic import build_toy_dataset  # noqa: E402
-from isegm.data.training import read_pascalpart_objects  # noqa: E402
-from isegm.data.mmt import part_phrase  # noqa: E402
-from isegm.inference.clicker import Click, Clicker  # noqa: E402
-from isegm.inference.evaluation import evaluate_sample, evaluate_sample_oracle  # noqa: E402
-from isegm.inference.metrics import compute_noc_metric  # noqa: E402
-from isegm.inference.predictors import get_predictor  # noqa: E402
-from isegm.inference.utils import load_is_model  # noqa: E402
-from isegm.signals import GRANULARITY_LEVELS  # noqa: E402
-from isegm.toy.seeded import seeded_clip_text_state  # noqa: E402
-from isegm.utils.vis import miou_curve, plot_miou_curves  # noqa: E402
+from isegm.data.datasets import PascalPartEvaluationDataset
+from isegm.data.io import read_rgb_image
+from isegm.toy.synthetic import build_toy_dataset
+from isegm.data.training import read_pascalpart_objects
+from isegm.data.mmt import part_phrase
+from isegm.inference.clicker import Click, Clicker
+from isegm.inference.evaluation import DatasetResult, Protocol, Signal, evaluate_dataset, summarize
+from isegm.inference.predictors import get_predictor
+from isegm.inference.utils import load_is_model
+from isegm.signals import GRANULARITY_LEVELS
+from isegm.toy.seeded import seeded_clip_text_state
+from isegm.utils.vis import miou_curve, plot_miou_curves
 
 STAGES = 6
 SIZE = 128
@@ -97,26 +95,19 @@ def evaluate_models(base_ckpt: Path, graco_ckpt: Path, clip: Path, data_root: Pa
     zoom = dict(skip_clicks=-1, target_size=(SIZE, SIZE))
     predictors = {name: get_predictor(model, "NoBRS", "cpu", zoom_in_params=zoom)
                   for name, model in (("base", base), ("graco", graco))}
-    runs = {"SimpleClick-style base, no signal": [], "GraCo, no signal": [], "GraCo, oracle granularity": [],
-            "GraCo, phrase (part name)": []}
     names: Dict[str, list] = {}
-    kwargs = dict(max_iou_thr=PART_TARGET_IOU, pred_thr=0.5, max_clicks=max_clicks)
+
+    def part_name_phrase(sample) -> Signal:
+        return Signal(phrase=part_names(data_root, sample.sample_id, names))
+
+    runs = {"SimpleClick-style base, no signal": ("base", Signal()), "GraCo, no signal": ("graco", Signal()),
+            "GraCo, oracle granularity": ("graco", Signal(oracle=True, clean=True)),
+            "GraCo, phrase (part name)": ("graco", part_name_phrase)}
+    protocol = Protocol(max_iou_thr=PART_TARGET_IOU, pred_thr=0.5, max_clicks=max_clicks)
     indices = [i for i in range(len(dataset)) if (dataset.get_sample(i).gt_mask(0) == 1).sum() >= min_part_pixels]
-    for count, index in enumerate(indices):
-        sample = dataset.get_sample(index)
-        gt = sample.gt_mask(0)
-        phrase = part_names(data_root, sample.sample_id, names)
-        _, ious, _ = evaluate_sample(sample.image, gt, predictors["base"], **kwargs)
-        runs["SimpleClick-style base, no signal"].append(ious)
-        _, ious, _ = evaluate_sample(sample.image, gt, predictors["graco"], **kwargs)
-        runs["GraCo, no signal"].append(ious)
-        ious, _ = evaluate_sample_oracle(sample.image, gt, predictors["graco"], clean=True, **kwargs)
-        runs["GraCo, oracle granularity"].append(ious)
-        _, ious, _ = evaluate_sample(sample.image, gt, predictors["graco"], phrase=phrase, **kwargs)
-        runs["GraCo, phrase (part name)"].append(ious)
-        print(f"  evaluated {count + 1}/{len(indices)} parts", end="\r", flush=True)
-    print()
-    return runs, len(indices)
+    ious = {name: evaluate_dataset(dataset, predictors[model], protocol, signal, name=name, indices=indices).all_ious
+            for name, (model, signal) in runs.items()}
+    return ious, len(indices)
 
 
 def metrics_table(runs: Dict[str, List[np.ndarray]], max_clicks: int) -> Tuple[str, Dict[str, dict]]:
@@ -124,8 +115,8 @@ def metrics_table(runs: Dict[str, List[np.ndarray]], max_clicks: int) -> Tuple[s
             "| --- | --- | --- | --- | --- | --- |"]
     numbers = {}
     for name, ious in runs.items():
-        noc, _, over = compute_noc_metric(ious, [0.80, 0.85, 0.90], max_clicks)
-        first = float(np.mean([i[0] for i in ious])) * 100
+        summary = summarize(DatasetResult(ious, [], [], 0.0), max_clicks, [0.80, 0.85, 0.90])
+        noc, over, first = summary.noc, summary.over_max, summary.iou_first * 100
         numbers[name] = {"NoC@80": noc[0], "NoC@85": noc[1], "NoC@90": noc[2], "IoU@1": first, "over@85": over[1]}
         rows.append(f"| {name} | {noc[0]:.2f} | {noc[1]:.2f} | {noc[2]:.2f} | {first:.1f} | {over[1]} |")
     return "\n".join(rows), numbers

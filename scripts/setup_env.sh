@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Create .venv (Python 3.11) with requirements.txt when it is missing or out of date. Sourced by the other scripts.
+# Create .venv (Python 3.11) with requirements.txt when it is missing or out of date, and install the isegm package
+# into it in editable mode (pip install -e .). Sourced by the other scripts.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 STAMP="$VENV/.requirements.sha256"
+EDITABLE_STAMP="$VENV/.editable"
 want="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   echo "[setup] creating $VENV and installing requirements.txt (a few minutes the first time)"
@@ -12,5 +14,11 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; 
   "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt"
   echo "$want" > "$STAMP"
 fi
+# the package itself: editable, so the checkout's code and configs/ are what runs
+editable="$ROOT $(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+if [ "$(cat "$EDITABLE_STAMP" 2>/dev/null)" != "$editable" ]; then
+  echo "[setup] pip install -e $ROOT"
+  "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT"
+  echo "$editable" > "$EDITABLE_STAMP"
+fi
 export PATH="$VENV/bin:$PATH"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"

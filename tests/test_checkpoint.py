@@ -14,7 +14,7 @@ from isegm.model.checkpoint import (CheckpointError, read_published_checkpoint, 
                                     save_published_checkpoint, to_published_state)
 from isegm.toy.seeded import seeded_published_base
 
-from conftest import tiny_config
+from helpers import tiny_config
 
 
 def base_and_lora_states(model):

@@ -21,7 +21,7 @@ from isegm.model import load_model_config
 from isegm.model.checkpoint import save_published_checkpoint
 from isegm.toy.seeded import build_seeded_model, seeded_published_base
 
-from conftest import ROOT, tiny_config
+from helpers import ROOT, tiny_config
 from xvfb import VirtualDisplay, require_tools
 
 SETTINGS = PredictorSettings(target_size=224, max_size=800)
@@ -121,10 +121,10 @@ def test_load_mask_continues_an_object(controller, photo):
 
 def test_worker_newer_request_replaces_a_pending_one():
     worker = Worker()
-    gate = threading.Event()
+    started, gate = threading.Event(), threading.Event()
     results = []
-    worker.submit(lambda: gate.wait(10) and "first", lambda r, e, s: results.append(r))
-    time.sleep(0.1)  # the first job is running
+    worker.submit(lambda: started.set() or (gate.wait(10) and "first"), lambda r, e, s: results.append(r))
+    assert started.wait(10), "the first job runs"
     for name in ("second", "third", "fourth"):
         worker.submit(lambda name=name: name, lambda r, e, s: results.append(r))
     gate.set()
@@ -178,30 +178,54 @@ class DemoProcess:
         self.process = subprocess.Popen([sys.executable, str(ROOT / "demo.py"), *map(str, args)], cwd=cwd, env=env,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
+        self._new_line = threading.Condition()
+        self._ended = False
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self):
         for line in self.process.stdout:
-            self.lines.append(line.rstrip())
+            with self._new_line:
+                self.lines.append(line.rstrip())
+                self._new_line.notify_all()
+        with self._new_line:
+            self._ended = True
+            self._new_line.notify_all()
 
     def wait_for(self, pattern: str, timeout: float = 60.0, after: int = 0) -> re.Match:
         deadline = time.monotonic() + timeout
         regex = re.compile(pattern)
-        while time.monotonic() < deadline:
-            for line in self.lines[after:]:
-                match = regex.search(line)
-                if match:
-                    return match
-            if self.process.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.05)
+        with self._new_line:
+            while True:
+                for line in self.lines[after:]:
+                    match = regex.search(line)
+                    if match:
+                        return match
+                after = max(after, len(self.lines))
+                remaining = deadline - time.monotonic()
+                if self._ended or remaining <= 0:
+                    break
+                self._new_line.wait(remaining)
         raise AssertionError(f"no log line matching {pattern!r}; the tool wrote:\n" + "\n".join(self.lines[-40:]))
 
     def layout(self, timeout: float = 60.0) -> dict:
         self.wait_for(r'layout .*"model_ready": true', timeout)
-        time.sleep(0.5)  # a later resize may log a newer layout
+        self.wait_quiet(" layout ", 0.5)  # a later resize may log a newer layout
         return json.loads([line for line in self.lines if " layout " in line][-1].split(" layout ", 1)[1])
+
+    def wait_quiet(self, text: str, quiet: float, timeout: float = 30.0) -> None:
+        """Return once no line containing ``text`` (any line if empty) has arrived for ``quiet`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._new_line:
+            seen, last = len(self.lines), time.monotonic()
+            while not self._ended and time.monotonic() < deadline:
+                left = last + quiet - time.monotonic()
+                if left <= 0:
+                    return
+                self._new_line.wait(left)
+                if any(text in line for line in self.lines[seen:]):
+                    last = time.monotonic()
+                seen = len(self.lines)
 
     def close(self):
         if self.process.poll() is None:
@@ -233,6 +257,7 @@ def _slider_point(layout: dict, gra: float):
     return x + inset + (gra - 0.1) / 0.9 * (w - 2 * inset), y + h - 12
 
 
+@pytest.mark.slow
 def test_window_click_slider_save(display, tiny_checkpoints, photo, tmp_path):
     base, lora = tiny_checkpoints
     image_path = tmp_path / "photo.png"
@@ -257,7 +282,7 @@ def test_window_click_slider_save(display, tiny_checkpoints, photo, tmp_path):
         display.click(*_slider_point(layout, 0.3), button=2)  # button 2 puts a Tk scale at the pointer
         moved = demo.wait_for(r"prediction: clicks=1 gra=(0\.\d+) area=(\d+)", after=mark)
         assert abs(float(moved.group(1)) - 0.3) < 0.1
-        time.sleep(0.3)
+        demo.wait_quiet("prediction:", 0.3)  # the slider has settled
         mark = len(demo.lines)
         display.click(*(v + s / 2 for v, s in zip(layout["save"][:2], layout["save"][2:])))
         demo.wait_for(r"saved 1 objects", after=mark)
@@ -272,7 +297,7 @@ def test_window_click_slider_save(display, tiny_checkpoints, photo, tmp_path):
         thumb = layout["thumbnails"][4]
         display.click(thumb[0] + thumb[2] / 2, thumb[1] + thumb[3] / 2)
         demo.wait_for(r"prediction: clicks=1 gra=0\.50", after=mark)
-        time.sleep(0.5)
+        demo.wait_quiet("", 0.5)  # the window has drawn it
         shot = display.screenshot(shots / "demo_window.png", layout["window"])
         print(f"screenshot: {shot}")
         assert shot.stat().st_size > 10_000
@@ -281,6 +306,7 @@ def test_window_click_slider_save(display, tiny_checkpoints, photo, tmp_path):
         (shots / "demo_window.log").write_text("\n".join(demo.lines))
 
 
+@pytest.mark.slow
 def test_window_published_checkpoints_without_clip(display, test_weights, tmp_path):
     """Must-show 2: the published LoRA with a seeded ViT-B base in the published layout, no CLIP weights."""
     cfg = load_model_config("graco_vit_base448")
@@ -299,7 +325,7 @@ def test_window_published_checkpoints_without_clip(display, test_weights, tmp_pa
         mark = len(demo.lines)
         display.click(*_to_screen(layout, 250, 190))  # the bundled photo (no --image)
         demo.wait_for(r"prediction: clicks=1 gra=1\.00 area=\d+", timeout=120, after=mark)
-        time.sleep(1.0)  # let the window redraw
+        demo.wait_quiet("", 1.0)  # the window has redrawn
         shot = display.screenshot(shots / "demo_window_published.png", layout["window"])
         print(f"screenshot: {shot}")
     finally:

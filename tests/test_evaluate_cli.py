@@ -14,7 +14,7 @@ from isegm.model.checkpoint import save_checkpoint
 @pytest.fixture(scope="module")
 def tiny_checkpoints(tmp_path_factory):
     import torch
-    from conftest import randomize_lora, tiny_config
+    from helpers import randomize_lora, tiny_config
     from isegm.model import GraCoModel
     torch.manual_seed(0)
     model = GraCoModel(tiny_config())
@@ -48,6 +48,7 @@ def run(capsys, *argv):
     return code, capsys.readouterr()
 
 
+@pytest.mark.slow  # whole real datasets end to end
 def test_grabcut_and_berkeley_with_a_fixed_granularity(test_data, tiny_checkpoints, tmp_path, capsys):
     base, lora = tiny_checkpoints
     config = write_config(tmp_path, GRABCUT_PATH=test_data / "GrabCut", BERKELEY_PATH=test_data / "Berkeley")
@@ -65,6 +66,7 @@ def test_grabcut_and_berkeley_with_a_fixed_granularity(test_data, tiny_checkpoin
     assert summary["samples"] == 100 and summary["signal"] == "gra=0.5" and summary["noc_thresholds"][-1] == 0.9
 
 
+@pytest.mark.slow  # whole real datasets end to end
 def test_pascalpart_clean_oracle_with_reproducible_subset(test_data, tiny_checkpoints, tmp_path, capsys):
     base, lora = tiny_checkpoints
     config = write_config(tmp_path, PASCALPART_PATH=pascalpart_layout(test_data, tmp_path))

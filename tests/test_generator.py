@@ -12,7 +12,7 @@ import torch
 from scipy.io import loadmat, savemat
 
 import any_granularity_generator as agg
-from conftest import ROOT, tiny_config
+from helpers import ROOT, tiny_config
 from isegm.data.training.proposals import read_proposals
 from isegm.generation import (FMGSettings, area_ratio, carve_proposals, keep_one_component, round_granularity,
                               scale_granularity, semantic_click_region, semantic_granularity)
@@ -151,6 +151,7 @@ def _args(checkpoint, dataset, out, *extra):
             "--save-name", "proposal", "--input-size", str(SIZE), "--workers", "0", "--seed", "3", *extra]
 
 
+@pytest.mark.slow
 def test_generator_cli_scale_granularity_and_restart(tiny_checkpoint, sbd_set, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     full = tmp_path / "full"
@@ -187,6 +188,7 @@ def test_generator_cli_scale_granularity_and_restart(tiny_checkpoint, sbd_set, t
     assert agg.main(_args(tiny_checkpoint, sbd_set, resumed)[:-1] + ["4"]) == 2
 
 
+@pytest.mark.slow
 def test_train_py_trains_on_the_generated_proposals(tiny_checkpoint, carving_model, sbd_set, tmp_path):
     import yaml
 

@@ -18,9 +18,13 @@ def test_granularity_index_uses_float32_truncation(value, index):
     assert granularity_index(torch.tensor([value], dtype=torch.float64)).item() == index
 
 
-def test_float64_arithmetic_would_differ():
-    # guards the table above: if float64 gave the same bins, the float32 cases would test nothing
-    assert math.trunc(0.999999999 * 10 - 1) == 8
+@pytest.mark.parametrize("value, float64_index", [(0.299999999, 1), (0.699999999, 5), (0.999999999, 8)])
+def test_float64_input_is_binned_in_float32(value, float64_index):
+    # the same granularity as a float64 or a float32 tensor lands in the same (float32) bin, not in the bin that
+    # float64 arithmetic gives
+    as_float64 = granularity_index(torch.tensor([value], dtype=torch.float64)).item()
+    assert as_float64 == granularity_index(torch.tensor([value], dtype=torch.float32)).item()
+    assert as_float64 != float64_index == math.trunc(value * 10 - 1)
 
 
 def test_granularity_index_shape_and_dtype():

@@ -8,7 +8,7 @@ from isegm.model.lora import peft_to_published, published_to_peft
 from isegm.signals import PHRASE, SLIDER
 from isegm.model.checkpoint import convert_published_state, to_published_state
 
-from conftest import randomize_lora, tiny_config
+from helpers import randomize_lora, tiny_config
 from isegm.model import GraCoModel
 
 

@@ -17,7 +17,7 @@ from isegm.inference.predictors import get_predictor
 from isegm.model import load_model_config
 from isegm.toy.seeded import build_seeded_model
 
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 PROB_TOLERANCE = 1e-3
 

@@ -5,6 +5,9 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
+
+pytestmark = pytest.mark.slow  # the whole quick start at smoke scale
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = ("SimpleClick-style base, no signal", "GraCo, no signal", "GraCo, oracle granularity",

@@ -12,12 +12,13 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from conftest import tiny_config
+from helpers import tiny_config
 from isegm.model import GraCoModel
 from isegm.model.checkpoint import save_checkpoint
 from isegm.toy.seeded import seeded_clip_text_state
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # train.py in subprocesses: resume after SIGKILL, two gloo processes
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from isegm.model import GraCoModel
 from isegm.model.losses import NormalizedFocalLoss
 from isegm.toy.seeded import seeded_clip_text_state
 
-from conftest import tiny_config
+from helpers import tiny_config
 from training_helpers import ShapesTargets
 
 
@@ -183,6 +183,7 @@ def pascalpart_with_split(test_data: Path, tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data", ["shared PascalPart", "toy scenes"])
 def test_tiny_model_learns_over_a_few_hundred_iterations(data, tmp_path, request):
     """The tiny configuration trained on whole objects: its loss falls (shared PascalPart) and its training IoU

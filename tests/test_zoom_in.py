@@ -63,7 +63,7 @@ def test_zoom_in_matches_published_reference():
     by a synthetic previous prediction (fixtures/published_parity.npz, zoomunit__*)."""
     import cv2
 
-    from conftest import FIXTURES
+    from helpers import FIXTURES
     from isegm.inference.clicker import Clicker
 
     ref = np.load(FIXTURES / "published_parity.npz")

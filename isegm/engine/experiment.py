@@ -1,15 +1,14 @@
-"""Training configuration (YAML, read into EasyDict) and experiment folders."""
+"""Experiment folders: numbering, lookup, logging and the record of a run; data paths from the paths config."""
 import json
 import logging
 import re
 import sys
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional
 
 import yaml
 from easydict import EasyDict
 
-PathLike = Union[str, Path]
 logger = logging.getLogger(__name__)
 
 
@@ -17,20 +16,7 @@ class ExperimentError(ValueError):
     """A training configuration or experiment folder problem, reported in one line."""
 
 
-def read_yaml(path: PathLike) -> EasyDict:
-    path = Path(path)
-    if not path.is_file():
-        raise ExperimentError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ExperimentError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ExperimentError(f"{path}: expected a mapping at the top level")
-    return EasyDict(data)
-
-
-def resolve_data_path(value: str, paths: EasyDict, what: str) -> Path:
+def resolve_data_path(value: str, paths: Mapping[str, str], what: str) -> Path:
     """``value`` is a key of the paths config (``PASCALPART_PATH``) or a folder/file."""
     if re.fullmatch(r"[A-Za-z0-9_]+_PATH", str(value)):
         if value not in paths:
@@ -74,7 +60,7 @@ def setup_logging(exp_dir: Optional[Path], is_main: bool) -> None:
         root.addHandler(handler)
 
 
-def record_run(exp_dir: Path, config: EasyDict, args: Any) -> None:
-    """Keep the configuration and the command-line options with the experiment."""
+def record_run(exp_dir: Path, config: EasyDict, options: Mapping[str, Any]) -> None:
+    """Keep the configuration and the run's command-line options with the experiment."""
     (exp_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
-    (exp_dir / "args.json").write_text(json.dumps(vars(args), indent=2, default=str))
+    (exp_dir / "args.json").write_text(json.dumps(dict(options), indent=2, default=str))

@@ -1,8 +1,8 @@
-"""Building a training run from its YAML config and command-line options: model, data and trainer options."""
+"""Building a training run from its YAML config and the run's choices: model, data and trainer options."""
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Callable, Mapping, Optional, Sequence, Tuple, Union
 
 from easydict import EasyDict
 
@@ -16,45 +16,49 @@ from .experiment import resolve_data_path
 from .trainer import TrainOptions, branch_of
 
 logger = logging.getLogger(__name__)
+PathLike = Union[str, Path]
 
 
 class SetupError(ValueError):
     """The run cannot be built from its config and options (one-line message)."""
 
 
-def model_config(config: EasyDict, args: Any) -> ModelConfig:
-    """The MODEL entry (a preset name or a mapping of ModelConfig fields) with --upsample applied."""
+def model_config(config: EasyDict, upsample: Optional[str] = None, random_split: bool = False) -> ModelConfig:
+    """The MODEL entry (a preset name or a mapping of ModelConfig fields) with ``upsample`` (x1, x2, x4) applied."""
     spec = config.get("MODEL", "graco_vit_base448")
     try:
         cfg = load_model_config(spec) if isinstance(spec, str) else ModelConfig.from_dict(dict(spec))
     except (FileNotFoundError, TypeError, ValueError) as error:
         raise SetupError(f"MODEL: {error}") from None
-    if getattr(args, "random_split", False):
+    if random_split:
         raise SetupError("--random-split is not implemented: this project trains with the window split")
-    if getattr(args, "upsample", None):
-        cfg = dataclasses.replace(cfg, upsample=args.upsample)
+    if upsample:
+        cfg = dataclasses.replace(cfg, upsample=upsample)
     crop = config.get("DATA", {}).get("crop_size")
     if crop:
         cfg = dataclasses.replace(cfg, img_size=tuple(int(v) for v in crop))
     return cfg
 
 
-def build_model(config: EasyDict, args: Any) -> GraCoModel:
-    """The model of the config with ``--weights`` loaded and, for the phrase branch, ``--clip-weights``."""
-    model = GraCoModel(model_config(config, args))
-    if args.weights:
-        load_weights_checkpoint(model, args.weights, base_only=args.enable_lora)
-    elif args.enable_lora:
+def build_model(config: EasyDict, weights: Optional[PathLike] = None, enable_lora: bool = False,
+                clip_weights: Optional[PathLike] = None, upsample: Optional[str] = None,
+                random_split: bool = False) -> GraCoModel:
+    """The model of the config with ``weights`` loaded (every base weight required with ``enable_lora``) and,
+    for the phrase branch, the CLIP text encoder's ``clip_weights``."""
+    model = GraCoModel(model_config(config, upsample, random_split))
+    if weights:
+        load_weights_checkpoint(model, weights, base_only=enable_lora)
+    elif enable_lora:
         raise SetupError("--enable_lora trains on top of a frozen base: give its weights with --weights")
-    if args.clip_weights and model.phrase_encoder is not None:
+    if clip_weights and model.phrase_encoder is not None:
         try:
-            model.phrase_encoder.load_clip_weights(args.clip_weights)
+            model.phrase_encoder.load_clip_weights(clip_weights)
         except (FileNotFoundError, ValueError) as error:
             raise SetupError(str(error)) from None
     return model
 
 
-def load_weights_checkpoint(model: GraCoModel, path: Any, base_only: bool = False,
+def load_weights_checkpoint(model: GraCoModel, path: PathLike, base_only: bool = False,
                             required: Optional[Callable[[str], bool]] = None) -> None:
     """Copy a checkpoint's weights into ``model``. With ``base_only`` every base weight must be there (the LoRA
     branches, granularity embedding and phrase projection may be missing: they are what will be trained);
@@ -74,8 +78,10 @@ def load_weights_checkpoint(model: GraCoModel, path: Any, base_only: bool = Fals
     logger.info("loaded %d tensors from %s", len(state), path)
 
 
-def build_train_set(config: EasyDict, paths: Any, args: Any) -> Tuple[ClickTrainingSet, Sequence[str]]:
-    """The training set of the DATA entry and the signals it can serve."""
+def build_train_set(config: EasyDict, paths: Mapping[str, str], part_path: Optional[PathLike] = None
+                    ) -> Tuple[ClickTrainingSet, Sequence[str]]:
+    """The training set of the DATA entry (folders from ``paths``, the paths config) with the FMG proposals of
+    ``part_path``, and the signals it can serve."""
     data = config.get("DATA", {})
     kind = data.get("dataset", "pascalpart")
     # DATA key -> dataset argument: folder layouts (pascalpart, sbd) or a COCO annotation file + image folder
@@ -84,7 +90,7 @@ def build_train_set(config: EasyDict, paths: Any, args: Any) -> Tuple[ClickTrain
                 for key in arguments if key in data}
     if "dataset_path" in location:
         location["split"] = data.get("split", "train")
-    part_path = Path(args.part_path) if args.part_path else None
+    part_path = Path(part_path) if part_path else None
     if part_path is not None and not part_path.is_file():
         raise SetupError(f"--part_path: no proposals file at {part_path}")
     try:
@@ -100,7 +106,10 @@ def build_train_set(config: EasyDict, paths: Any, args: Any) -> Tuple[ClickTrain
     return train_set, tuple(targets.signals)
 
 
-def trainer_options(config: EasyDict, args: Any) -> TrainOptions:
+def trainer_options(config: EasyDict, workers: int = 4, seed: int = 0, bf16: bool = False, max_iterations: int = -1,
+                    layerwise_decay: bool = False, batch_size: Optional[int] = None) -> TrainOptions:
+    """The TRAIN entry's trainer options with the run's choices; ``batch_size`` (global) overrides the config's,
+    ``layerwise_decay`` turns on the published decay of 0.75."""
     train = config.get("TRAIN", {})
     defaults = TrainOptions()
     fields = {f.name for f in dataclasses.fields(TrainOptions)}
@@ -108,8 +117,8 @@ def trainer_options(config: EasyDict, args: Any) -> TrainOptions:
     values["checkpoint_interval"] = tuple(tuple(x) for x in train.get("checkpoint_interval",
                                                                       defaults.checkpoint_interval))
     values["betas"] = tuple(train.get("betas", defaults.betas))
-    values.update(workers=args.workers, seed=args.seed, bf16=args.bf16, max_iterations=args.max_iterations,
-                  layerwise_decay=0.75 if args.layerwise_decay else 0.0)
-    if args.batch_size > 0:
-        values["batch_size"] = args.batch_size
+    values.update(workers=workers, seed=seed, bf16=bf16, max_iterations=max_iterations,
+                  layerwise_decay=0.75 if layerwise_decay else 0.0)
+    if batch_size is not None and batch_size > 0:
+        values["batch_size"] = batch_size
     return TrainOptions(**values)

@@ -1,13 +1,21 @@
-"""The NoC evaluation loop: simulated clicks until a target IoU, with a fixed signal or the oracle granularity."""
+"""The NoC evaluation loop: simulated clicks until a target IoU, with a fixed signal or the oracle granularity, over
+one sample (:func:`evaluate_sample`, :func:`evaluate_sample_oracle`) or a dataset (:func:`evaluate_dataset`), and
+the summary of a dataset's results (:func:`summarize`, :func:`table_header`, :func:`format_row`)."""
+import logging
+import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from datetime import timedelta
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from ..data.datasets import EvaluationDataset, SampleError
+from ..data.sample import DSample
 from ..signals import GRANULARITY_LEVELS
 from .clicker import Click, Clicker
-from .metrics import get_iou
+from .metrics import compute_noc_metric, get_iou, get_time_metrics, noc
 from .predictors import BasePredictor
 
 Callback = Callable[[np.ndarray, np.ndarray, np.ndarray, object, int, List[Click]], None]
@@ -144,3 +152,117 @@ def _oracle_batched(image, gt_mask, predictor: BasePredictor, protocol: Protocol
             if sweep.stop_indx is None and min_num is not None and click_indx + 1 > min_num:
                 sweep.stop_indx = click_indx
     return _select(sweeps, protocol.max_clicks)
+
+
+# ------------------------------------------------------------------------------------------------ whole datasets
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """The control signal of an evaluation: a fixed granularity ``gra``, a fixed ``phrase``, the ``oracle``
+    granularity (best of 0.1 .. 1.0 per object; ``clean``: fresh zoom-in state per granularity; ``batched``: the
+    clean sweeps share one forward per click step) or none."""
+    gra: Optional[float] = None
+    phrase: Optional[str] = None
+    oracle: bool = False
+    clean: bool = False
+    batched: bool = False
+
+    def describe(self) -> str:
+        """``oracle``, ``oracle-clean``, ``gra=<g>``, ``phrase=<p>`` or ``none`` (the JSON summaries' wording)."""
+        if self.oracle:
+            return "oracle" + ("-clean" if self.clean else "")
+        if self.gra is not None:
+            return f"gra={self.gra}"
+        return f"phrase={self.phrase}" if self.phrase else "none"
+
+
+@dataclass
+class DatasetResult:
+    """Per object: the IoU after each click (``all_ious``) and, for the oracle, the index of the chosen
+    granularity (``gra_indices``, g = 0.1 (i + 1)); the samples that could not be read; the seconds it took."""
+    all_ious: List[np.ndarray]
+    gra_indices: List[int]
+    skipped: List[str]
+    seconds: float
+
+
+def evaluate_dataset(dataset: EvaluationDataset, predictor: BasePredictor, protocol: Protocol,
+                     signal: Union[Signal, Callable[[DSample], Signal]] = Signal(), name: str = "",
+                     indices: Optional[Sequence[int]] = None, callback: Optional[Callback] = None) -> DatasetResult:
+    """Run the protocol on every object of every sample (or of the samples at ``indices``), with a tqdm bar named
+    ``name`` showing the running NoC at ``protocol.max_iou_thr``. ``signal`` is one signal for all samples or a
+    function giving each sample its own (e.g. its part name as phrase). A sample that cannot be read is logged,
+    skipped and listed in the result."""
+    all_ious, gra_indices, skipped = [], [], []
+    start = time.time()
+    kwargs = dict(max_iou_thr=protocol.max_iou_thr, pred_thr=protocol.pred_thr, min_clicks=protocol.min_clicks,
+                  max_clicks=protocol.max_clicks, callback=callback)
+    progress = tqdm(range(len(dataset)) if indices is None else indices, desc=name or None, unit="sample",
+                    dynamic_ncols=True)
+    for index in progress:
+        try:
+            sample = dataset.get_sample(index)
+        except SampleError as error:
+            logger.warning("skipped: %s", error)
+            skipped.append(str(error))
+            continue
+        chosen = signal(sample) if callable(signal) else signal
+        for object_id in sample.objects_ids:
+            gt_mask = sample.gt_mask(object_id)
+            sample_id = f"{sample.sample_id}" if len(sample.objects_ids) == 1 else f"{sample.sample_id}#{object_id}"
+            if chosen.oracle:
+                ious, gra_index = evaluate_sample_oracle(sample.image, gt_mask, predictor, clean=chosen.clean,
+                                                         batched=chosen.batched, sample_id=sample_id, **kwargs)
+                gra_indices.append(gra_index)
+            else:
+                _, ious, _ = evaluate_sample(sample.image, gt_mask, predictor, gra=chosen.gra, phrase=chosen.phrase,
+                                             sample_id=sample_id, **kwargs)
+            all_ious.append(ious)
+        if all_ious:
+            running = np.mean([noc(ious, min(protocol.max_iou_thr, 1.0), protocol.max_clicks) for ious in all_ious])
+            progress.set_postfix(NoC=f"{running:.2f}", skipped=len(skipped))
+    return DatasetResult(all_ious, gra_indices, skipped, time.time() - start)
+
+
+def noc_thresholds(target_iou: float) -> List[float]:
+    """The IoU thresholds a results row reports: 0.80, 0.85, ... up to the target (at most 0.95)."""
+    return np.arange(0.8, min(0.95, target_iou) + 0.001, 0.05).tolist()
+
+
+@dataclass
+class NoCSummary:
+    """A dataset's NoC figures: mean clicks to each of ``thresholds`` (``noc``), objects that never reached it
+    within ``max_clicks`` (``over_max``), mean IoU after the first click, seconds per click."""
+    thresholds: List[float]
+    noc: List[float]
+    over_max: List[int]
+    iou_first: float
+    seconds_per_click: float
+    samples: int
+
+
+def summarize(result: DatasetResult, max_clicks: int, thresholds: Sequence[float]) -> NoCSummary:
+    noc_list, _, over_max = compute_noc_metric(result.all_ious, thresholds, max_clicks)
+    spc, _ = get_time_metrics(result.all_ious, result.seconds)
+    iou_first = float(np.mean([ious[0] for ious in result.all_ious])) if result.all_ious else float("nan")
+    return NoCSummary(list(thresholds), noc_list, over_max, iou_first, spc, len(result.all_ious))
+
+
+def table_header(max_clicks: int, model_name: str) -> str:
+    """The results table's title and column names (NoC@80/85/90, IoU@1, >=max@85/90, seconds per click, time)."""
+    header = (f'|{"BRS Type":^13}|{"Dataset":^11}|{"NoC@80%":^9}|{"NoC@85%":^9}|{"NoC@90%":^9}|{"IoU@1":^9}|'
+              f'{">=" + str(max_clicks) + "@85%":^9}|{">=" + str(max_clicks) + "@90%":^9}|{"SPC,s":^7}|{"Time":^9}|')
+    lines = [f"Eval results for model: {model_name}", "-" * len(header), header, "-" * len(header)]
+    return "\n".join(lines)
+
+
+def format_row(mode: str, dataset_name: str, summary: NoCSummary, elapsed: float) -> str:
+    """One row of the table; ``?`` where the summary has no figure for a column (target IoU below it)."""
+    def cell(values, i, fmt):
+        return f"{values[i]:^9{fmt}}" if len(values) > i else f'{"?":^9}'
+    noc_list, over_max = summary.noc, summary.over_max
+    return (f"|{mode:^13}|{dataset_name:^11}|{cell(noc_list, 0, '.2f')}|{cell(noc_list, 1, '.2f')}|"
+            f"{cell(noc_list, 2, '.2f')}|{summary.iou_first:^9.2f}|{cell(over_max, 1, '')}|{cell(over_max, 2, '')}|"
+            f"{summary.seconds_per_click:^7.3f}|{str(timedelta(seconds=int(elapsed))):^9}|")

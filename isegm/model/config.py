@@ -3,9 +3,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
 
-import yaml
-from easydict import EasyDict
-
+from ..utils.config_file import read_yaml
 from .head import UPSAMPLE_FACTORS
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "models"
@@ -73,7 +71,7 @@ def load_model_config(name_or_path: Union[str, Path]) -> ModelConfig:
     if not path.is_file():
         presets = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
         raise FileNotFoundError(f"no model config {name_or_path!r}: give a YAML path or one of {presets}")
-    data = EasyDict(yaml.safe_load(path.read_text()) or {})
+    data = read_yaml(path)
     return ModelConfig.from_dict(dict(data.get("MODEL", data)))
 
 
