@@ -1,0 +1,216 @@
+"""The ML-backend protocol of Label Studio (``/health``, ``/setup``, ``/predict``) on top of the session pool.
+
+Requests and answers are plain dicts (parsed JSON); :mod:`isegm.labelstudio.server` carries them over HTTP.
+An interactive ``/predict`` request carries the annotator's keypoints in ``params.context.result`` (x and y in percent
+of the image; a ``Negative`` label or ``is_positive: false`` makes a negative click), and optionally a ``number`` or
+``choices`` result with the granularity and a ``textarea`` result with a part name. The answer is one ``brushlabels``
+result in Label Studio's RLE with the mean probability inside the mask as its score.
+"""
+import functools
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+from label_studio_converter.brush import mask2rle
+
+from ..inference.clicker import Click
+from ..model.phrase_encoder import PhraseEncoderUnavailable
+from .images import ImageError, ImageSource
+from .labeling_config import GRANULARITY_RANGE, LabelingConfig, LabelingConfigError
+from .sessions import SessionPool
+
+logger = logging.getLogger(__name__)
+MAX_CLICKS = 100
+
+
+class RequestError(ValueError):
+    """A request the backend cannot answer; ``status`` is the HTTP status to send."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Signal:
+    """The control signal of a request: a granularity or a part name."""
+    gra: Optional[float]
+    phrase: Optional[str]
+
+
+class GraCoBackend:
+    """Answer Label Studio's ML-backend requests with GraCo predictions.
+
+    Args:
+        pool: the sessions (and through them the shared model).
+        images: where task images are read from; ``/setup`` fills in Label Studio's URL and token when not set.
+        model_version: the name Label Studio shows for the predictions.
+        negative_label: keypoint label of negative clicks.
+        prob_thresh: probability above which a pixel is in the mask.
+    """
+
+    def __init__(self, pool: SessionPool, images: ImageSource, model_version: str = "GraCo",
+                 negative_label: str = "Negative", prob_thresh: float = 0.5):
+        self.pool = pool
+        self.images = images
+        self.model_version = model_version
+        self.negative_label = negative_label
+        self.prob_thresh = prob_thresh
+
+    # ----- endpoints -------------------------------------------------------------------------------------------
+    def health(self) -> Dict[str, Any]:
+        return {"status": "UP", "model_class": "GraCo", "model_version": self.model_version,
+                "sessions": len(self.pool)}
+
+    def setup(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        """Check the project's labeling config; remember Label Studio's URL and token when none were given."""
+        schema = request.get("schema")
+        if schema:
+            self._config(schema)
+        hostname, token = request.get("hostname"), request.get("access_token")
+        if hostname and not self.images.label_studio_url:
+            self.images.label_studio_url = str(hostname)
+        if token and not self.images.api_token:
+            self.images.api_token = str(token)
+        return {"model_version": self.model_version}
+
+    def predict(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        """One prediction for the first task from the keypoints in the context; no keypoints, no prediction."""
+        tasks = request.get("tasks")
+        if not isinstance(tasks, list) or not tasks or not isinstance(tasks[0], dict):
+            raise RequestError("the request has no tasks")
+        params = request.get("params") if isinstance(request.get("params"), dict) else {}
+        context = params.get("context") or request.get("context")
+        if not context:
+            return {"results": []}  # a pre-annotation request: GraCo needs the annotator's clicks
+        if not isinstance(context, dict) or not isinstance(context.get("result", []), list):
+            raise RequestError("the context must be an object with a list 'result'")
+        config = self._config(request.get("label_config"))
+        task = tasks[0]
+        url = (task.get("data") or {}).get(config.image_value)
+        if not isinstance(url, str) or not url:
+            raise RequestError(f"the task has no image in data.{config.image_value}")
+
+        points, signal = self._read_context(context["result"], config)
+        if not points:
+            return {"results": []}
+        if signal.phrase is not None:
+            self._check_phrase()
+        key = (str(request.get("project", "")), task.get("id"), url)
+
+        def read_image():
+            try:
+                return self.images.read(url)
+            except ImageError as error:
+                raise RequestError(str(error), status=422) from None
+
+        session = self.pool.get(key, read_image)
+        height, width = session.image_shape
+        clicks = [Click(positive, (_to_pixel(y, height), _to_pixel(x, width))) for positive, x, y in points]
+        try:
+            probs = self.pool.predict(session, clicks, signal.gra, signal.phrase)
+        except PhraseEncoderUnavailable as error:
+            raise RequestError(f"the part name needs the CLIP weights: {error}") from None
+        mask = probs > self.prob_thresh
+        score = float(probs[mask].mean()) if mask.any() else 0.0
+        what = f"phrase={signal.phrase!r}" if signal.phrase is not None else f"gra={signal.gra:.2f}"
+        logger.info("task %s: %d click(s) %s -> %d px, score %.3f", task.get("id"), len(clicks), what,
+                    int(mask.sum()), score)
+        return {"results": [self._prediction(config, mask, score)]}
+
+    # ----- helpers ---------------------------------------------------------------------------------------------
+    def _config(self, xml: Any) -> LabelingConfig:
+        if not isinstance(xml, str) or not xml.strip():
+            raise RequestError("the request has no label_config")
+        try:
+            return _parse_config(xml, self.negative_label)
+        except LabelingConfigError as error:
+            raise RequestError(str(error)) from None
+
+    def _read_context(self, results: List[Any], config: LabelingConfig) -> Tuple[List[Tuple[bool, float, float]], Signal]:
+        """The clicks (positive, x %, y %) and the signal of the context results."""
+        points, gra, phrase = [], None, None
+        for item in results:
+            if not isinstance(item, dict):
+                raise RequestError("each context result must be an object")
+            kind, value = str(item.get("type", "")).lower(), item.get("value")
+            if not isinstance(value, dict):
+                raise RequestError(f"the context result of type {kind!r} has no value object")
+            if kind == "keypointlabels":
+                points.append(self._point(value, item, config))
+            elif kind in ("number", "choices") and item.get("from_name") == config.granularity_name:
+                gra = _granularity(value.get("number") if kind == "number" else (value.get("choices") or [None])[0])
+            elif kind == "textarea" and item.get("from_name") == config.phrase_name:
+                text = value.get("text")
+                text = text[-1] if isinstance(text, list) and text else text
+                if not isinstance(text, str):
+                    raise RequestError("the part name must be text")
+                phrase = text.strip() or None
+        if len(points) > MAX_CLICKS:
+            raise RequestError(f"{len(points)} keypoints: at most {MAX_CLICKS} per object")
+        if phrase is not None:
+            return points, Signal(None, phrase)
+        return points, Signal(config.default_granularity if gra is None else gra, None)
+
+    def _point(self, value: dict, item: dict, config: LabelingConfig) -> Tuple[bool, float, float]:
+        labels = value.get("keypointlabels") or []
+        if not isinstance(labels, list) or len(labels) != 1:
+            raise RequestError("each keypoint needs exactly one label")
+        label = labels[0]
+        if label not in config.keypoint_labels:
+            raise RequestError(f"unknown keypoint label {label!r}; the config has "
+                               f"{', '.join(repr(x) for x in config.keypoint_labels)}")
+        positive = label not in config.negative_labels and item.get("is_positive", True) is not False
+        try:
+            x, y = float(value["x"]), float(value["y"])
+        except (KeyError, TypeError, ValueError):
+            raise RequestError("a keypoint needs numeric x and y (percent of the image)") from None
+        if not (math.isfinite(x) and math.isfinite(y) and 0 <= x <= 100 and 0 <= y <= 100):
+            raise RequestError(f"keypoint at x={x}%, y={y}% is outside the image (0..100%)")
+        return positive, x, y
+
+    def _check_phrase(self) -> None:
+        encoder = getattr(self.pool.base.net, "phrase_encoder", None)
+        if encoder is None:
+            raise RequestError("this model has no part-name input: clear the part name and use the granularity")
+        with self.pool.model_lock:
+            try:
+                encoder.ensure_loaded()
+            except PhraseEncoderUnavailable as error:
+                raise RequestError(f"the part name needs the CLIP weights: {error}") from None
+
+    def _prediction(self, config: LabelingConfig, mask: np.ndarray, score: float) -> Dict[str, Any]:
+        height, width = mask.shape
+        rle = mask2rle(mask.astype(np.uint8) * 255)
+        result = {"id": uuid.uuid4().hex[:10], "from_name": config.brush_name, "to_name": config.image_name,
+                  "type": "brushlabels", "original_width": width, "original_height": height, "image_rotation": 0,
+                  "value": {"format": "rle", "rle": [int(b) for b in rle], "brushlabels": [config.brush_label]},
+                  "score": score, "readonly": False}
+        return {"result": [result], "score": score, "model_version": self.model_version}
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_config(xml: str, negative_label: str) -> LabelingConfig:
+    return LabelingConfig.parse(xml, negative_label)
+
+
+def _granularity(value: Any) -> float:
+    low, high = GRANULARITY_RANGE
+    try:
+        gra = float(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"granularity must be a number in [{low}, {high}], got {value!r}") from None
+    if not math.isfinite(gra) or not low <= gra <= high:
+        raise RequestError(f"granularity must be a number in [{low}, {high}], got {gra}")
+    return gra
+
+
+def _to_pixel(percent: float, size: int) -> float:
+    """Pixel coordinate of a percentage, inside 0..size-1 (100 % is the last pixel)."""
+    return min(percent * size / 100.0, size - 1.0)
+
+
+__all__ = ["GraCoBackend", "RequestError", "Signal"]

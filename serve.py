@@ -1,0 +1,124 @@
+"""GraCo as a Label Studio ML backend: the annotator places keypoints, sets a granularity (or types a part name) and
+gets the brush mask back.
+
+    python serve.py --checkpoint weights/simpleclick/sbd_vit_base.pth \\
+        --lora_checkpoint weights/graco/GraCo_base_lora.pth --cpu --port 9090
+
+Then in Label Studio: Settings > Model > Connect Model, URL http://localhost:9090, "Interactive preannotations" on.
+Images on Label Studio's upload and local-files paths are read with --label-studio-url and --label-studio-token
+(default $LABEL_STUDIO_URL and $LABEL_STUDIO_API_KEY; otherwise the URL and token Label Studio sends on connecting).
+"""
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from demo import LOG_FORMAT, UsageError, resolve_checkpoint
+
+logger = logging.getLogger("serve")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True,
+                        help="base checkpoint (published SimpleClick .pth or project .safetensors): a path, or a name "
+                             "under INTERACTIVE_MODELS_PATH of --cfg (extension optional)")
+    parser.add_argument("--lora_checkpoint", default=None, help="GraCo LoRA checkpoint")
+    parser.add_argument("--clip-weights", default=None,
+                        help="CLIP ViT-B/32 weights for the part name (default: $GRACO_CLIP_WEIGHTS or "
+                             "weights/clip/ViT-B-32.pt; without them only the granularity is available)")
+    device = parser.add_mutually_exclusive_group()
+    device.add_argument("--gpu", type=int, default=0, help="id of the GPU to use")
+    device.add_argument("--cpu", action="store_true", help="run on the CPU")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="fp32 (as published) or bf16 autocast (faster on GPUs and CPUs with bf16)")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    parser.add_argument("--port", type=int, default=9090, help="port to listen on")
+    parser.add_argument("--label-studio-url", default=os.environ.get("LABEL_STUDIO_URL"),
+                        help="Label Studio's URL, for images on its upload and local-files paths")
+    parser.add_argument("--label-studio-token", default=os.environ.get("LABEL_STUDIO_API_KEY"),
+                        help="a Label Studio API token (legacy token or personal access token)")
+    parser.add_argument("--allowed-hosts", default="",
+                        help="comma-separated hosts whose plain http(s) image URLs may be read")
+    parser.add_argument("--max-sessions", type=int, default=8,
+                        help="annotation sessions (task images) kept; the least recently used is dropped")
+    parser.add_argument("--max-image-pixels", type=int, default=50_000_000, help="largest image (width x height)")
+    parser.add_argument("--max-image-mb", type=float, default=32, help="largest image file, in MiB")
+    parser.add_argument("--negative-label", default="Negative", help="keypoint label of negative clicks")
+    parser.add_argument("--limit-longest-size", type=int, default=800,
+                        help="images whose longer side exceeds this are resized to it for the model")
+    parser.add_argument("--no-flip", action="store_true", help="skip the test-time flip (twice as fast on a CPU)")
+    parser.add_argument("--cfg", default="config.yml", help="config file with INTERACTIVE_MODELS_PATH")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    if args.limit_longest_size < 16:
+        raise UsageError("--limit-longest-size must be at least 16")
+    if args.gpu < 0:
+        raise UsageError("--gpu must be a GPU id (0, 1, ...)")
+    if not 0 <= args.port < 65536:
+        raise UsageError("--port must be in 0..65535")
+    if args.max_sessions < 1 or args.max_image_pixels < 1 or args.max_image_mb <= 0:
+        raise UsageError("--max-sessions, --max-image-pixels and --max-image-mb must be positive")
+    return args
+
+
+def build_server(args: argparse.Namespace):
+    """Load the model and make the (not yet serving) HTTP server."""
+    import torch
+
+    from isegm.demo.controller import PredictorSettings
+    from isegm.inference.predictors import get_predictor
+    from isegm.inference.utils import load_is_model
+    from isegm.labelstudio.backend import GraCoBackend
+    from isegm.labelstudio.images import ImageSource
+    from isegm.labelstudio.server import BackendServer
+    from isegm.labelstudio.sessions import SessionPool
+
+    if args.cpu:
+        device = torch.device("cpu")
+    elif not torch.cuda.is_available():
+        raise UsageError("no CUDA device is available: pass --cpu")
+    elif args.gpu >= torch.cuda.device_count():
+        raise UsageError(f"--gpu {args.gpu}: only {torch.cuda.device_count()} GPU(s) are available")
+    else:
+        device = torch.device(f"cuda:{args.gpu}")
+    checkpoint = resolve_checkpoint(args.checkpoint, args.cfg)
+    lora = resolve_checkpoint(args.lora_checkpoint, args.cfg) if args.lora_checkpoint else None
+    model = load_is_model(checkpoint, device, lora_checkpoint=lora, clip_weights=args.clip_weights)
+    settings = PredictorSettings(target_size=min(448, args.limit_longest_size), max_size=args.limit_longest_size,
+                                 with_flip=not args.no_flip)
+    base = get_predictor(model, "NoBRS", device, with_flip=settings.with_flip,
+                         zoom_in_params=settings.zoom_in_params(),
+                         predictor_params={"max_size": settings.max_size, "precision": args.precision})
+    images = ImageSource(label_studio_url=args.label_studio_url, api_token=args.label_studio_token,
+                         allowed_hosts=tuple(h.strip().lower() for h in args.allowed_hosts.split(",") if h.strip()),
+                         max_bytes=int(args.max_image_mb * 2 ** 20), max_pixels=args.max_image_pixels)
+    version = f"GraCo-{Path(lora or checkpoint).stem}"
+    backend = GraCoBackend(SessionPool(base, args.max_sessions), images, model_version=version,
+                           negative_label=args.negative_label)
+    return BackendServer((args.host, args.port), backend)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from isegm.utils.checkpoint import CheckpointError
+    try:
+        args = parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
+        server = build_server(args)
+    except (UsageError, CheckpointError, OSError) as error:
+        print(f"serve.py: error: {error}", file=sys.stderr)
+        return 2
+    logger.info("GraCo backend for Label Studio at %s (model %s)", server.url, server.backend.model_version)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

