@@ -78,3 +78,58 @@ def keypoint(x: float, y: float, label: str = "Positive", **extra) -> Dict[str, 
 
 def granularity(value: Any) -> Dict[str, Any]:
     return {"type": "number", "from_name": "granularity", "to_name": "image", "value": {"number": value}}
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, process, seconds: float, log: Path) -> None:
+    """Poll ``url`` until it answers 200; fail with the log's tail when ``process`` exits or time runs out."""
+    import time
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"{url} did not answer within {seconds:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def label_studio_env(data_dir: Path) -> Dict[str, str]:
+    """Environment for a local, offline Label Studio that may call a backend on localhost."""
+    import os
+    return {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), "SSRF_PROTECTION_ENABLED": "false",
+            "ML_BLOCK_LOCAL_IP": "false", "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false"}
+
+
+def label_studio_command(python: Path, data_dir: Path, port: int, user: str, password: str, token: str):
+    """``label-studio start`` with a user and a legacy API token made by its own command line."""
+    return [str(python.parent / "label-studio"), "start", "--data-dir", str(data_dir), "--username", user,
+            "--password", password, "--user-token", token, "--enable-legacy-api-token", "--no-browser",
+            "--internal-host", "127.0.0.1", "-p", str(port)]
+
+
+def upload_image(label_studio: str, project: int, path: Path, headers: Dict[str, str]) -> None:
+    """Import one image file into a project (multipart upload, as the web page does)."""
+    import uuid
+    boundary = uuid.uuid4().hex
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{label_studio}/api/projects/{project}/import", data=body, method="POST",
+                                     headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 201, response.read()
+
+
+def get(url: str, headers: Dict[str, str]) -> Any:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
+        return json.loads(response.read())

