@@ -88,6 +88,7 @@ class GraCoBackend:
             return {"results": []}  # a pre-annotation request: GraCo needs the annotator's clicks
         if not isinstance(context, dict) or not isinstance(context.get("result", []), list):
             raise RequestError("the context must be an object with a list 'result'")
+        logger.debug("context results: %s", context.get("result"))
         config = self._config(request.get("label_config"))
         task = tasks[0]
         url = (task.get("data") or {}).get(config.image_value)
