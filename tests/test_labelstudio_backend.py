@@ -236,3 +236,43 @@ def test_image_size_limits(photo_files):
         np.testing.assert_array_equal(source.read(path), photo)
     with pytest.raises(ImageError, match="API token"):
         ImageSource(label_studio_url=f"http://{files.host}").read("/data/upload/1/photo.jpg")
+
+
+def test_sessions_share_one_model(model, photo_files):
+    files, photo = photo_files
+    server = make_server(model, files)
+    try:
+        for task in (1, 2):
+            ask(server, files.url("photo.jpg"), [keypoint(50, 50)], task_id=task)
+        sessions = list(server.backend.pool._sessions.values())
+        assert len(sessions) == 2 and sessions[0].predictor is not sessions[1].predictor
+        assert all(session.predictor.net is model for session in sessions), "the model is shared, not copied"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+def test_part_name_through_the_server(photo_files):
+    """With CLIP text weights (seeded here) a typed part name gives its own mask."""
+    files, photo = photo_files
+    model = build_seeded_model(tiny_config(), clip_text=True)
+    server = make_server(model, files)
+    try:
+        point = keypoint(*percent(250, 190, photo.shape))
+        by_name, _, _ = ask(server, files.url("photo.jpg"),
+                            [point, {"type": "textarea", "from_name": "part", "value": {"text": ["head"]}}])
+        by_slider, _, _ = ask(server, files.url("photo.jpg"), [point, granularity(1.0)], task_id=2)
+        assert by_name.shape == photo.shape[:2] and (by_name != by_slider).any()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_serve_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    import serve
+    assert serve.main(["--checkpoint", str(tmp_path / "missing.pth"), "--cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("serve.py: error:") and "missing.pth" in err and len(err.splitlines()) == 1
+    assert serve.main(["--checkpoint", "x", "--cpu", "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err
