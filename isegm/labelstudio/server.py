@@ -56,7 +56,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         route = self.path.split("?")[0].rstrip("/")
         handlers = {"/predict": self.server.backend.predict, "/setup": self.server.backend.setup,
-                    "/webhook": lambda request: {}}
+                    "/webhook": lambda request: {}}  # Label Studio posts annotation events; nothing to learn
         handler = handlers.get(route)
         if handler is None:
             self.close_connection = True
