@@ -102,7 +102,7 @@ def build_server(args: argparse.Namespace):
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from isegm.utils.checkpoint import CheckpointError
+    from isegm.model.checkpoint import CheckpointError
     try:
         args = parse_args(argv)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)

@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -22,21 +21,18 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from isegm.demo.controller import PredictorSettings  # noqa: E402
-from isegm.inference.clicker import Click, Clicker  # noqa: E402
-from isegm.inference.predictors import get_predictor  # noqa: E402
-from isegm.labelstudio.backend import GraCoBackend  # noqa: E402
-from isegm.labelstudio.images import ImageSource  # noqa: E402
-from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG  # noqa: E402
-from isegm.labelstudio.server import BackendServer  # noqa: E402
-from isegm.labelstudio.sessions import SessionPool  # noqa: E402
-from isegm.model import load_model_config  # noqa: E402
-from isegm.utils.seeded import build_seeded_model  # noqa: E402
+from isegm.demo.controller import PredictorSettings
+from isegm.inference.clicker import Click, Clicker
+from isegm.inference.predictors import get_predictor
+from isegm.labelstudio.backend import GraCoBackend
+from isegm.labelstudio.images import ImageSource
+from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG
+from isegm.labelstudio.server import BackendServer
+from isegm.labelstudio.sessions import SessionPool
+from isegm.model import load_model_config
+from isegm.toy.seeded import build_seeded_model
 
 CLICKS = [(True, 250, 190), (False, 100, 300), (True, 300, 150), (False, 420, 60), (True, 200, 250),
           (True, 150, 200), (False, 50, 50), (True, 330, 210)]

@@ -11,10 +11,10 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 from label_studio_converter.brush import decode_rle
 
-from isegm.utils.checkpoint import save_published_checkpoint
-from isegm.utils.seeded import build_seeded_model
+from isegm.model.checkpoint import save_published_checkpoint
+from isegm.toy.seeded import build_seeded_model
 
-from conftest import tiny_config
+from helpers import tiny_config
 
 
 def write_tiny_checkpoints(folder: Path) -> Tuple[Path, Path]:

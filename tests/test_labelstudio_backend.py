@@ -1,6 +1,5 @@
 """The Label Studio ML backend over real HTTP on localhost: protocol, sessions, concurrency, bad requests, images."""
 import threading
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,9 +13,9 @@ from isegm.labelstudio.images import ImageError, ImageSource
 from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG, LabelingConfig, LabelingConfigError
 from isegm.labelstudio.server import BackendServer
 from isegm.labelstudio.sessions import SessionPool
-from isegm.utils.seeded import build_seeded_model
+from isegm.toy.seeded import build_seeded_model
 
-from conftest import ROOT, tiny_config
+from helpers import ROOT, tiny_config
 from labelstudio_helpers import StaticFiles, decode_brush, granularity, keypoint, post
 
 SETTINGS = PredictorSettings(target_size=224, max_size=800, with_flip=False)
@@ -111,7 +110,7 @@ def test_consecutive_clicks_cost_one_click_and_match_the_bare_predictor(server, 
     calls = []
     hook = model.register_forward_hook(lambda *args: calls.append(1))
     clicks = [(250, 190, True), (100, 300, False), (300, 150, True)]
-    bare, clicker, bare_calls = base_predictor(model).spawn(), Clicker(), []
+    bare, clicker = base_predictor(model).spawn(), Clicker()
     bare.set_input_image(photo)
     try:
         for n in range(1, len(clicks) + 1):

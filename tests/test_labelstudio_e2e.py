@@ -3,12 +3,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG
 
-from conftest import ROOT
+from helpers import ROOT
 from labelstudio_helpers import (decode_brush, free_port, get, granularity, keypoint, label_studio_command,
                                  label_studio_env, post, upload_image, wait_for, write_tiny_checkpoints)
 
