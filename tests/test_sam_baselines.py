@@ -183,6 +183,7 @@ def check_loop_against_reference(model, counter, scene, reference):
         SamClickPredictor(model).get_prediction(Clicker(init_clicks=[Click(True, (1, 1))]))
 
 
+@pytest.mark.slow  # two SAM ViT-B embeddings at 1024 x 1024
 def test_sam_loop_equals_package_reference_and_embeds_once(sam_vit_b, scene, sam_reference):
     _, model, counter = sam_vit_b
     check_loop_against_reference(model, counter, scene, sam_reference)
