@@ -3,6 +3,10 @@
     python evaluate.py NoBRS --checkpoint weights/simpleclick/sbd_vit_base.pth \\
         --lora_checkpoint weights/graco/GraCo_base_lora.pth --datasets GrabCut,Berkeley --graco --cpu
 
+    # baselines: SAM (vit_b|vit_l|vit_h) and SAM 2 (hiera_t|hiera_s|hiera_b+|hiera_l), best of 3 masks with --oracle
+    python evaluate.py NoBRS --checkpoint weights/sam/sam_vit_b_01ec64.pth --sam-type SAM --sam-model vit_b \\
+        --datasets GrabCut,Berkeley --oracle --cpu
+
 Prints the results table (NoC@80/85/90, IoU@1, >=20@85/90, seconds per click) and writes it, per dataset as soon
 as the dataset is done, to LOGS/<checkpoint>/<eval-mode>_NoBRS_<n-clicks>.txt with a JSON summary beside it.
 """
@@ -23,6 +27,8 @@ from isegm.inference.evaluation import (DatasetResult, Protocol, Signal, evaluat
                                         format_row, noc_thresholds, summarize, table_header)
 from isegm.inference.metrics import compute_noc_metric
 from isegm.inference.predictors import get_predictor
+from isegm.inference.predictors.sam import SamClickPredictor
+from isegm.inference.sam_models import VARIANTS as SAM_VARIANTS, SamUnavailable, get_variant, load_sam_model
 from isegm.inference.utils import load_is_model
 from isegm.signals import GRANULARITY_LEVELS, check_granularity
 from isegm.model.phrase_encoder import PhraseEncoderUnavailable
@@ -61,7 +67,8 @@ def parse_args(argv: Optional[List[str]] = None):
     target.add_argument("--iou-analysis", action="store_true", help="run all clicks and plot mIoU per click")
     parser.add_argument("--n-clicks", type=int, default=20, help="maximum clicks per sample")
     parser.add_argument("--min-n-clicks", type=int, default=1, help="minimum clicks per sample")
-    parser.add_argument("--thresh", type=float, default=0.5, help="probability threshold of the masks")
+    parser.add_argument("--thresh", type=float, default=None, help="probability threshold of the masks (0.5; "
+                        "SAM: logits > the model's mask_threshold)")
     parser.add_argument("--clicks-limit", type=int, default=None, help="clicks given to the network (-1: n-clicks)")
     parser.add_argument("--eval-mode", default="cvpr", help="cvpr (448, DAVIS 672), fixed<h> or fixed<h>,<w>")
     parser.add_argument("--save-ious", action="store_true", help="pickle the per-sample IoU lists")
@@ -76,6 +83,12 @@ def parse_args(argv: Optional[List[str]] = None):
     parser.add_argument("--clean-oracle", action="store_true",
                         help="with --graco: fresh zoom-in state per granularity; on a GPU all running "
                              "granularities go through the model as one batch (default: the published carry-over)")
+    parser.add_argument("--sam-type", default=None, help="evaluate a SAM baseline instead: SAM or SAM2 "
+                        "(--checkpoint is the official file)")
+    parser.add_argument("--sam-model", default=None, help="SAM: vit_b, vit_l, vit_h; SAM2: hiera_t, hiera_s, "
+                        "hiera_b+, hiera_l")
+    parser.add_argument("--oracle", action="store_true", help="with --sam-type: three masks per click, the best "
+                        "IoU is kept (default: a single mask)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the PascalPart / SA-1B subsets")
     parser.add_argument("--subset-file", default=None, help="read the PascalPart / SA-1B sample ids from this file")
     parser.add_argument("--model-name", default=None, help="name used in plots")
@@ -97,6 +110,9 @@ def parse_args(argv: Optional[List[str]] = None):
             raise UsageError(f"--gra: {error}") from None
     if args.clean_oracle and not args.graco:
         raise UsageError("--clean-oracle only applies to --graco")
+    check_sam_args(args)
+    if args.thresh is None:
+        args.thresh = 0.5
     if args.cpu:
         args.device = torch.device("cpu")
     else:
@@ -115,6 +131,36 @@ def parse_args(argv: Optional[List[str]] = None):
     cfg.EXPS_PATH = Path(cfg.get("EXPS_PATH", "./experiments"))
     args.logs_path = Path(args.logs_path) if args.logs_path else cfg.EXPS_PATH / "evaluation_logs"
     return args, cfg
+
+
+def check_sam_args(args) -> None:
+    """--sam-type needs a --sam-model of its family and none of the options that only GraCo models have."""
+    if args.sam_type is None:
+        if args.oracle:
+            raise UsageError("--oracle (best of SAM's three masks) needs --sam-type; for GraCo use --graco")
+        if args.sam_model is not None:
+            raise UsageError("--sam-model needs --sam-type SAM or SAM2")
+        return
+    if args.sam_type not in SAM_VARIANTS:
+        raise UsageError(f"--sam-type {args.sam_type}: choose {' or '.join(SAM_VARIANTS)}")
+    if args.sam_model is None:
+        raise UsageError(f"--sam-type {args.sam_type} needs --sam-model "
+                         f"({'|'.join(SAM_VARIANTS[args.sam_type])})")
+    try:
+        get_variant(args.sam_type, args.sam_model)
+    except ValueError as error:
+        raise UsageError(f"--sam-model: {error}") from None
+    refused = [flag for flag, given in (("--graco", args.graco), ("--gra", args.gra is not None),
+                                        ("--phrase", args.phrase is not None),
+                                        ("--lora_checkpoint", args.lora_checkpoint is not None),
+                                        ("--clip-weights", args.clip_weights is not None),
+                                        ("--exp-path", bool(args.exp_path)),
+                                        ("--clicks-limit", args.clicks_limit is not None),
+                                        ("--thresh", args.thresh is not None),
+                                        ("--eval-mode", args.eval_mode != "cvpr")) if given]
+    if refused:
+        raise UsageError(f"--sam-type {args.sam_type} cannot be combined with {', '.join(refused)} (SAM has no "
+                         f"granularity or phrase input, no LoRA, no zoom-in, and thresholds its own logits)")
 
 
 def zoom_in_params(eval_mode: str, dataset_name: str) -> dict:
@@ -159,13 +205,15 @@ def checkpoints_to_evaluate(args, cfg):
     return [path], args.logs_path / "others" / path.stem, ""
 
 
-def vis_callback(folder: Path, thresh: float):
+def vis_callback(folder: Path, thresh: float, logits: bool = False):
+    """Save image + mask + clicks beside the probability map; ``logits``: the predictor returns logits (SAM)."""
     import cv2
     folder.mkdir(parents=True, exist_ok=True)
 
     def callback(image, gt_mask, probs, sample_id, click_indx, clicks_list):
+        probmap = 1.0 / (1.0 + np.exp(-probs.astype(np.float64))) if logits else probs
         picture = np.concatenate([draw_with_blend_and_clicks(image, probs > thresh, clicks_list),
-                                  draw_probmap(probs)], axis=1)
+                                  draw_probmap(probmap)], axis=1)
         name = str(sample_id).replace("/", "_").replace(":", "_")
         cv2.imwrite(str(folder / f"{name}_{click_indx}.jpg"), picture[:, :, ::-1])
     return callback
@@ -174,6 +222,13 @@ def vis_callback(folder: Path, thresh: float):
 def signal_of(args) -> Signal:
     return Signal(gra=args.gra, phrase=args.phrase, oracle=args.graco, clean=args.clean_oracle,
                   batched=args.clean_oracle and args.device.type == "cuda")
+
+
+def signal_name(args) -> str:
+    """The JSON summaries' ``signal``: SAM's ``oracle-of-3-masks`` or ``single-mask``, else the GraCo signal."""
+    if args.sam_type:
+        return "oracle-of-3-masks" if args.oracle else "single-mask"
+    return signal_of(args).describe()
 
 
 def write_results(args, dataset_name, target_iou, result: DatasetResult, logs_path: Path, logs_prefix: str,
@@ -208,7 +263,9 @@ def write_results(args, dataset_name, target_iou, result: DatasetResult, logs_pa
               "noc_thresholds": [round(t, 4) for t in summary.thresholds],
               "noc": summary.noc, "over_max": summary.over_max, "iou_first": summary.iou_first,
               "seconds_per_click": summary.seconds_per_click, "samples": summary.samples, "skipped": skipped,
-              "subset_file": str(subset_file) if subset_file else None, "signal": signal_of(args).describe(),
+              "subset_file": str(subset_file) if subset_file else None, "signal": signal_name(args),
+              "sam_type": args.sam_type, "sam_model": args.sam_model,
+              "lora_checkpoint": str(args.lora_checkpoint) if args.lora_checkpoint else None,
               "oracle_granularity": [GRANULARITY_LEVELS[i] for i in gra_indices]}
     checkpoint_tag = "" if single_model else f"{row_name}_"
     (logs_path / f"{name_prefix}{checkpoint_tag}{dataset_name}_{stem}.json").write_text(json.dumps(record, indent=2))
@@ -229,6 +286,8 @@ def write_results(args, dataset_name, target_iou, result: DatasetResult, logs_pa
 
 def load_model(path: Path, args, cfg):
     """Load one checkpoint and check that it can give the signal asked for."""
+    if args.sam_type:
+        return load_sam_model(path, args.sam_type, args.sam_model, args.device)
     clip_weights = args.clip_weights or (cfg.get("CLIP_WEIGHTS") if args.phrase else None)
     model = load_is_model(path, args.device, False, lora_checkpoint=args.lora_checkpoint, clip_weights=clip_weights)
     if args.phrase:
@@ -262,6 +321,7 @@ def run(args, cfg) -> None:
             raise UsageError(f"{name}: {error}") from None
     loaded = {checkpoints[0]: load_model(checkpoints[0], args, cfg)}  # checked before any evaluation too
     print_header = single_model
+    sam_predictor = None
     for name, dataset in datasets.items():
         subset_file = None
         if hasattr(dataset, "write_subset"):
@@ -275,10 +335,16 @@ def run(args, cfg) -> None:
             predictor_params = None
             if args.clicks_limit is not None:
                 predictor_params = {"net_clicks_limit": args.n_clicks if args.clicks_limit == -1 else args.clicks_limit}
-            predictor = get_predictor(loaded[path], args.mode, args.device, prob_thresh=args.thresh,
-                                      zoom_in_params=zoom_in_params(args.eval_mode, name),
-                                      predictor_params=predictor_params)
-            callback = vis_callback(logs_path / "predictions_vis" / name, args.thresh) if args.vis_preds else None
+            if args.sam_type:  # one predictor per model: it keeps the last image's embedding
+                if sam_predictor is None or sam_predictor.model is not loaded[path]:
+                    sam_predictor = SamClickPredictor(loaded[path], oracle=args.oracle)
+                predictor, args.thresh = sam_predictor, sam_predictor.mask_threshold  # mask = logits > threshold
+            else:
+                predictor = get_predictor(loaded[path], args.mode, args.device, prob_thresh=args.thresh,
+                                          zoom_in_params=zoom_in_params(args.eval_mode, name),
+                                          predictor_params=predictor_params)
+            callback = (vis_callback(logs_path / "predictions_vis" / name, args.thresh, logits=bool(args.sam_type))
+                        if args.vis_preds else None)
             protocol = Protocol(max_iou_thr=target_iou, pred_thr=args.thresh, min_clicks=args.min_n_clicks,
                                 max_clicks=args.n_clicks)
             results = evaluate_dataset(dataset, predictor, protocol, signal_of(args), name=name, callback=callback)
@@ -295,7 +361,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args, cfg = parse_args(argv)
         run(args, cfg)
-    except (UsageError, ConfigError, CheckpointError, DatasetError, PhraseEncoderUnavailable,
+    except (UsageError, ConfigError, CheckpointError, DatasetError, PhraseEncoderUnavailable, SamUnavailable,
             FileNotFoundError) as error:
         print(f"evaluate.py: error: {error}", file=sys.stderr)
         return 2
