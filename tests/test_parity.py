@@ -20,6 +20,8 @@ from isegm.toy.seeded import build_seeded_model
 from helpers import FIXTURES
 
 PROB_TOLERANCE = 1e-3
+# The fast run (-m "not slow") checks two representative click sequences; the full suite checks every case.
+FAST_CASES = {"none-seqA", "gra0.3-seqA"}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,12 @@ def parity_model(test_weights, reference):
 
 def _cases():
     data = np.load(FIXTURES / "published_parity.npz")
-    return [pytest.param(case, id=f"{case['condition']}-{case['sequence']}") for case in json.loads(str(data["cases"]))]
+    cases = []
+    for case in json.loads(str(data["cases"])):
+        case_id = f"{case['condition']}-{case['sequence']}"
+        marks = () if case_id in FAST_CASES else (pytest.mark.slow,)
+        cases.append(pytest.param(case, id=case_id, marks=marks))
+    return cases
 
 
 @pytest.mark.parametrize("case", _cases())
