@@ -40,6 +40,7 @@ from tqdm import tqdm
 from isegm.data.io import SampleError, read_rgb_image, read_sbd_instances
 from isegm.data.training.proposals import is_buggy_mask, write_proposals
 from isegm.generation.fmg import CarveJob, FMGSettings, carve_many, make_predictor, pack_proposals
+from isegm.inference.precision import TOOL_PRECISIONS, resolve_precision
 from isegm.inference.utils import load_is_model
 from isegm.model.checkpoint import CheckpointError
 from isegm.utils.files import atomic_write
@@ -77,6 +78,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--input-size", type=int, default=448, help="model input (zoom-in crop) size")
     parser.add_argument("--max-objects-per-forward", type=int, default=0, help="split larger forwards (0: off)")
     parser.add_argument("--shard-size", type=int, default=100, help="images per shard file")
+    parser.add_argument("--precision", default="fp32", choices=TOOL_PRECISIONS,
+                        help="fp32 (default, as published), bf16 (bfloat16 products) or auto "
+                             "(bf16 where the device multiplies bfloat16 natively and faster); part of the run's "
+                             "identity: a restart must use the same mode")
     parser.add_argument("--min-component-area", type=int, default=1500,
                         help="pixels a carved component needs to be drawn (published: 1500, for SBD-sized images)")
     parser.add_argument("--min-negative-area", type=int, default=400,
@@ -358,6 +363,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UsageError(f"--dataset-path {root} is not a folder")
         source = SBDImages(root, args.split) if args.dataset_format == "sbd" else COCOImages(root, args.split)
         settings = FMGSettings(input_size=(args.input_size, args.input_size),
+                               precision=resolve_precision(args.precision, device),
                                max_batch=args.max_objects_per_forward,
                                min_component_area=args.min_component_area,
                                min_negative_area=args.min_negative_area)

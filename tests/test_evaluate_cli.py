@@ -117,6 +117,17 @@ def test_bad_samples_are_skipped_and_counted(tiny_checkpoints, tmp_path, capsys)
     assert len(list((logs / "predictions_vis" / "GrabCut").glob("*.jpg"))) == 1
 
 
+def test_precision_is_written_into_the_table_and_the_summary(tiny_checkpoints, tmp_path, capsys):
+    base, lora = tiny_checkpoints
+    config = write_config(tmp_path, GRABCUT_PATH=grabcut_layout(tmp_path / "GrabCut", bad_samples=False))
+    code, out = run(capsys, "--checkpoint", base, "--lora_checkpoint", lora, "--datasets", "GrabCut", "--n-clicks", 1,
+                    "--precision", "bf16", "--config-path", config, "--logs-path", tmp_path / "logs")
+    assert code == 0, out.err
+    logs = tmp_path / "logs" / "others" / "base"
+    assert "(precision bf16)" in out.out and "(precision bf16)" in (logs / "cvpr_NoBRS_1.txt").read_text()
+    assert json.loads((logs / "GrabCut_cvpr_NoBRS_1.json").read_text())["precision"] == "bf16"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--datasets", "GrabCut"], "missing"),
     (["--datasets", "Nope"], "unknown dataset"),

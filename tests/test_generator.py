@@ -186,6 +186,7 @@ def test_generator_cli_scale_granularity_and_restart(tiny_checkpoint, sbd_set, t
 
     # a restart with other arguments refuses to mix shards
     assert agg.main(_args(tiny_checkpoint, sbd_set, resumed)[:-1] + ["4"]) == 2
+    assert agg.main(_args(tiny_checkpoint, sbd_set, resumed, "--shard-size", "1", "--precision", "bf16")) == 2
 
 
 @pytest.mark.slow

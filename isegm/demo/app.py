@@ -377,7 +377,9 @@ class DemoApp(ttk.Frame):
         self.status_label.configure(text=("working ...  " if status.busy else "") + status.message)
         self.error_label.configure(text=status.error)
         if status.seconds_per_click is not None:
-            self.speed_label.configure(text=f"{status.seconds_per_click:.2f} s/click")
+            self.speed_label.configure(text=f"{status.precision}  {status.seconds_per_click:.2f} s/click")
+        elif status.precision:
+            self.speed_label.configure(text=status.precision)
         reason = controller.phrase_unavailable_reason
         state = tk.DISABLED if reason else tk.NORMAL
         self.phrase_entry.configure(state=state)
@@ -445,5 +447,6 @@ class DemoApp(ttk.Frame):
                   "origin": list(self.canvas.origin), "granularity_slider": box(self.gra_scale),
                   "save": box(self.menu_buttons["Save"]), "thumbnails": [box(t) for t in self.thumbs],
                   "phrase_enabled": str(self.phrase_entry.cget("state")) == tk.NORMAL,
-                  "phrase_reason": self.phrase_reason.cget("text"), "model_ready": self.controller.model is not None}
+                  "phrase_reason": self.phrase_reason.cget("text"), "model_ready": self.controller.model is not None,
+                  "speed_status": self.speed_label.cget("text")}
         logger.info("layout %s", json.dumps(layout))

@@ -34,6 +34,7 @@ class PredictorSettings:
     expansion_ratio: float = 1.4
     max_size: Optional[int] = 800
     with_flip: bool = True
+    precision: str = "fp32"  # fp32 | bf16 | bf16x3 | auto (see isegm.inference.precision)
 
     def zoom_in_params(self) -> Optional[dict]:
         if not self.use_zoom_in:
@@ -112,6 +113,7 @@ class DemoState:
     message: str = ""
     error: str = ""
     seconds_per_click: Optional[float] = None
+    precision: str = ""  # the mode the predictions run in (auto resolved)
     busy: bool = False
     extra: Dict[str, str] = field(default_factory=dict)
 
@@ -200,7 +202,7 @@ class DemoController:
         return get_predictor(self.model, "NoBRS", self.device, prob_thresh=self.prob_thresh,
                              with_flip=settings.with_flip if with_flip is None else with_flip,
                              zoom_in_params=settings.zoom_in_params(),
-                             predictor_params={"max_size": settings.max_size})
+                             predictor_params={"max_size": settings.max_size, "precision": settings.precision})
 
     def _new_session(self, init_mask: Optional[np.ndarray] = None, keep_base: bool = False) -> None:
         self.worker.cancel("main")
@@ -215,6 +217,7 @@ class DemoController:
         if self.model is None or self.image is None:
             return
         predictor = self._make_predictor()
+        self.status.precision = predictor.precision
         predictor.set_input_image(self.image)
         offset = 0
         if init_mask is not None:
@@ -294,7 +297,8 @@ class DemoController:
                 self.status.seconds_per_click = seconds
                 area = int((self.current_prob > self.prob_thresh).sum())
                 signal = f"phrase={phrase!r}" if phrase else f"gra={gra:.2f}"
-                logger.info("prediction: clicks=%d %s area=%d time=%.3f s", len(clicks), signal, area, seconds)
+                logger.info("prediction: clicks=%d %s area=%d time=%.3f s precision=%s", len(clicks), signal, area,
+                            seconds, session.predictor.precision)
                 if len(clicks) == len(self._clicks) and self.strip_enabled and self._strip_key != click_key(clicks):
                     self._predict_strip()
             self.on_change()

@@ -56,7 +56,7 @@ class FMGSettings:
     or residual with several components keeps one larger than this (pixels); ``min_negative_area``: no negative
     click when the prediction is smaller; ``min_residual_granularity``: the residual is kept when its rounded area
     ratio is above this; ``input_size``: the zoom-in crop size fed to the model; ``max_batch``: at most this many
-    objects per forward (0: no limit).
+    objects per forward (0: no limit); ``precision``: the predictor's (see :mod:`isegm.inference.precision`).
     """
     min_clicks: int = 3
     max_clicks: int = 5
@@ -67,6 +67,7 @@ class FMGSettings:
     input_size: Tuple[int, int] = (448, 448)
     with_flip: bool = True
     max_batch: int = 0
+    precision: str = "fp32"
 
 
 @dataclass
@@ -95,11 +96,12 @@ class CarveJob:
 
 def make_predictor(model: torch.nn.Module, settings: FMGSettings = FMGSettings(),
                    device: Optional[Union[str, torch.device]] = None) -> BasePredictor:
-    """The published generator's predictor: zoom-in (whole image first, ``input_size`` crops), flip, fp32."""
+    """The published generator's predictor: zoom-in (whole image first, ``input_size`` crops), flip, in
+    ``settings.precision`` (published: fp32)."""
     if device is None:
         device = next(model.parameters()).device
     zoom_in = ZoomIn(target_size=tuple(settings.input_size), skip_clicks=-1)
-    return BasePredictor(model, device, with_flip=settings.with_flip, zoom_in=zoom_in)
+    return BasePredictor(model, device, with_flip=settings.with_flip, zoom_in=zoom_in, precision=settings.precision)
 
 
 def keep_one_component(mask: np.ndarray, rng: np.random.Generator, min_area: int) -> np.ndarray:

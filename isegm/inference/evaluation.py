@@ -250,11 +250,13 @@ def summarize(result: DatasetResult, max_clicks: int, thresholds: Sequence[float
     return NoCSummary(list(thresholds), noc_list, over_max, iou_first, spc, len(result.all_ious))
 
 
-def table_header(max_clicks: int, model_name: str) -> str:
-    """The results table's title and column names (NoC@80/85/90, IoU@1, >=max@85/90, seconds per click, time)."""
+def table_header(max_clicks: int, model_name: str, precision: str = "fp32") -> str:
+    """The results table's title (model and precision) and column names (NoC@80/85/90, IoU@1, >=max@85/90, seconds
+    per click, time)."""
     header = (f'|{"BRS Type":^13}|{"Dataset":^11}|{"NoC@80%":^9}|{"NoC@85%":^9}|{"NoC@90%":^9}|{"IoU@1":^9}|'
               f'{">=" + str(max_clicks) + "@85%":^9}|{">=" + str(max_clicks) + "@90%":^9}|{"SPC,s":^7}|{"Time":^9}|')
-    lines = [f"Eval results for model: {model_name}", "-" * len(header), header, "-" * len(header)]
+    lines = [f"Eval results for model: {model_name} (precision {precision})", "-" * len(header), header,
+             "-" * len(header)]
     return "\n".join(lines)
 
 

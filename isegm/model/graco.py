@@ -114,6 +114,6 @@ class GraCoModel(nn.Module):
 
         tokens, grid = self.backbone(rgb, click_tokens, gra=gra, phrase_tokens=phrase_tokens)
         features = tokens.transpose(1, 2).reshape(tokens.shape[0], -1, *grid)
-        logits = self.head(self.neck(features))
+        logits = self.head(self.neck(features)).float()  # resized in float32 whatever the products ran in
         logits = F.interpolate(logits, size=image.shape[2:], mode="bilinear", align_corners=True)
         return {"instances": logits, "instances_aux": None}

@@ -8,9 +8,8 @@ import torch.nn.functional as F
 
 from ...signals import check_granularity, tokenize_phrases
 from ..clicker import Click, Clicker
+from ..precision import reduced_precision, resolve_precision
 from ..transforms import AddHorizontalFlip, LimitLongestSide, SigmoidForPred, ZoomIn
-
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -55,16 +54,16 @@ class BasePredictor:
     def __init__(self, model, device: Union[str, torch.device], net_clicks_limit: Optional[int] = None,
                  with_flip: bool = False, zoom_in: Optional[ZoomIn] = None, max_size: Optional[int] = None,
                  precision: str = "fp32", **kwargs):
-        """``precision``: ``'fp32'`` (default, matches the published outputs) or ``'bf16'`` (bfloat16 autocast;
-        probabilities then differ from fp32 by a few 1e-2 at most). For the full bf16 speed also convert the
-        model's weights once with ``model.to(torch.bfloat16)``."""
+        """``precision``: ``'fp32'`` (default, matches the published outputs), ``'bf16'`` (bfloat16 products;
+        probabilities differ from fp32 by a few 1e-2 at most), ``'bf16x3'`` (split-bfloat16 products, close to fp32;
+        for measurements: slower than fp32 on the CPUs measured) or ``'auto'`` (bf16 where the device multiplies
+        bfloat16 natively and faster, else fp32); see :mod:`isegm.inference.precision`. The model is not modified; converted weights are made once per model.
+        ``self.precision`` is the mode in use (``auto`` resolved)."""
         if kwargs:
             raise TypeError(f"unexpected predictor parameters: {', '.join(sorted(kwargs))}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.precision = precision
         self.net = model
         self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.net_clicks_limit = net_clicks_limit
         self.with_flip = with_flip
         self.zoom_in = zoom_in
@@ -152,8 +151,7 @@ class BasePredictor:
         if any((r.tokens is None) != (tokens is None) or (tokens is not None and not torch.equal(r.tokens, tokens))
                for r in requests):
             raise ValueError("a batch mixes different phrases")
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                                    enabled=self.precision == "bf16"):
+        with torch.inference_mode(), reduced_precision(self.net, self.precision):
             logits = self.net(images, points, gra_nd, tokens)["instances"].float()
         out = []
         for request, part in zip(requests, logits.split([r.image.shape[0] for r in requests])):
