@@ -9,12 +9,20 @@
 
 Prints the results table (NoC@80/85/90, IoU@1, >=20@85/90, seconds per click) and writes it, per dataset as soon
 as the dataset is done, to LOGS/<checkpoint>/<eval-mode>_NoBRS_<n-clicks>.txt with a JSON summary beside it.
+
+Several processes (GPUs, nodes): ``torchrun --nproc_per_node N evaluate.py ... --gpus 0,1,...`` (``--cpu``: gloo);
+rank r evaluates samples r, r + N, ...; rank 0 writes the same files as one process. Every finished sample goes to
+a journal beside the table (``<eval-mode>_NoBRS_<n-clicks>.journal/``); running the same command again continues
+where a killed run stopped.
 """
 import argparse
+import hashlib
 import json
 import logging
+import os
 import pickle
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import List, Optional
 
@@ -23,13 +31,16 @@ import torch
 
 from isegm.data.datasets import DatasetError, get_dataset
 from isegm.inference.checkpoint_lookup import find_checkpoint
-from isegm.inference.evaluation import (DatasetResult, Protocol, Signal, evaluate_dataset,
-                                        format_row, noc_thresholds, summarize, table_header)
+from isegm.engine.distributed import DistInfo, barrier, init_distributed, shutdown
+from isegm.inference.evaluation import (DatasetResult, Protocol, Signal, format_row, noc_thresholds, summarize,
+                                        table_header)
+from isegm.inference.journal import Journal, JournalMismatch, unit_name
 from isegm.inference.metrics import compute_noc_metric
 from isegm.inference.precision import TOOL_PRECISIONS, resolve_precision
 from isegm.inference.predictors import get_predictor
 from isegm.inference.predictors.sam import SamClickPredictor
 from isegm.inference.sam_models import VARIANTS as SAM_VARIANTS, SamUnavailable, get_variant, load_sam_model
+from isegm.inference.sharding import agree_on_error, evaluate_shard
 from isegm.inference.utils import load_is_model
 from isegm.signals import GRANULARITY_LEVELS, check_granularity
 from isegm.model.phrase_encoder import PhraseEncoderUnavailable
@@ -41,6 +52,7 @@ from isegm.utils.vis import draw_probmap, draw_with_blend_and_clicks, miou_curve
 logger = logging.getLogger("evaluate")
 PART_DATASETS = ("PascalPart", "PartImageNet")
 MODES = ("NoBRS",)
+COLLECTIVE_TIMEOUT = timedelta(hours=48)  # ranks that finish early wait for the slowest one
 
 
 class UsageError(ValueError):
@@ -61,7 +73,8 @@ def parse_args(argv: Optional[List[str]] = None):
     parser.add_argument("--datasets", default="GrabCut,Berkeley,SBD,DAVIS", help="comma-separated: GrabCut, "
                         "Berkeley, DAVIS, SBD, SBD_Train, PascalVOC, PascalPart, PartImageNet, SA1B, BraTS, ssTEM, OAIZIB")
     device = parser.add_mutually_exclusive_group()
-    device.add_argument("--gpus", default="0", help="GPU id")
+    device.add_argument("--gpus", default="0", help="GPU id(s), comma-separated; under torchrun the process with "
+                        "local rank r uses the r-th")
     device.add_argument("--cpu", action="store_true", help="run on the CPU")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--target-iou", type=float, default=0.90, help="target IoU of the NoC loop (>= 0.8)")
@@ -120,13 +133,12 @@ def parse_args(argv: Optional[List[str]] = None):
         raise UsageError("--precision applies to GraCo models, not to --sam-type")
     if args.thresh is None:
         args.thresh = 0.5
-    if args.cpu:
-        args.device = torch.device("cpu")
-    else:
-        if not torch.cuda.is_available():
-            raise UsageError("no CUDA device is available: pass --cpu")
-        args.device = torch.device(f"cuda:{args.gpus.split(',')[0]}")
-    args.precision = resolve_precision(args.precision, args.device)
+    try:
+        args.gpu_ids = [int(g) for g in args.gpus.split(",") if g.strip()]
+    except ValueError:
+        raise UsageError(f"--gpus {args.gpus}: expected GPU ids such as 0 or 0,1,2,3") from None
+    if not args.cpu and not torch.cuda.is_available():
+        raise UsageError("no CUDA device is available: pass --cpu")
     if (args.iou_analysis or args.print_ious) and args.min_n_clicks <= 1:
         args.target_iou = 1.01
     else:
@@ -241,7 +253,9 @@ def signal_name(args) -> str:
 
 def write_results(args, dataset_name, target_iou, result: DatasetResult, logs_path: Path, logs_prefix: str,
                   row_name: str, model_name: str, print_header: bool, single_model: bool,
-                  subset_file: Optional[Path]) -> None:
+                  subset_file: Optional[Path], append_row: bool = True) -> None:
+    """Print the dataset's row and write its files; ``append_row=False``: the row is already in the table (a
+    finished dataset of a resumed run), the other files are written again with the same content."""
     all_ious, gra_indices, skipped = result.all_ious, result.gra_indices, result.skipped
     summary = summarize(result, args.n_clicks, noc_thresholds(target_iou))
     row = format_row(row_name, dataset_name, summary, result.seconds)
@@ -262,11 +276,11 @@ def write_results(args, dataset_name, target_iou, result: DatasetResult, logs_pa
     if logs_prefix and not single_model:
         name_prefix += f"{dataset_name}_"
     stem = f"{args.eval_mode}_{args.mode}_{args.n_clicks}"
-    log_path = logs_path / f"{name_prefix}{stem}.txt"
-    with open(log_path, "a") as handle:
-        if handle.tell() == 0:
-            handle.write(table_header(args.n_clicks, model_name, args.precision) + "\n")
-        handle.write(row + "\n" + footer + "\n")
+    if append_row:
+        with open(logs_path / f"{name_prefix}{stem}.txt", "a") as handle:
+            if handle.tell() == 0:
+                handle.write(table_header(args.n_clicks, model_name, args.precision) + "\n")
+            handle.write(row + "\n" + footer + "\n")
     record = {"dataset": dataset_name, "model": model_name, "precision": args.precision, "target_iou": target_iou,
               "noc_thresholds": [round(t, 4) for t in summary.thresholds],
               "noc": summary.noc, "over_max": summary.over_max, "iou_first": summary.iou_first,
@@ -310,15 +324,39 @@ def load_model(path: Path, args, cfg):
     return model
 
 
-def run(args, cfg) -> None:
+def file_digest(path) -> Optional[str]:
+    """SHA-256 of a file's content (None for no file), so that a moved file is the same and a changed one is not."""
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def journal_command(args, checkpoints: List[Path], datasets: dict) -> dict:
+    """Everything that shapes the results (not where they go, not how many processes compute them)."""
+    ids = {name: hashlib.sha256("\n".join(map(str, d.sample_ids)).encode()).hexdigest()[:16]
+           for name, d in datasets.items()}
+    return {"mode": args.mode, "checkpoints": [file_digest(p) for p in checkpoints],
+            "lora_checkpoint": file_digest(args.lora_checkpoint),
+            "clip_weights": file_digest(args.clip_weights) if args.phrase and args.clip_weights else None,
+            "signal": signal_name(args), "sam": [args.sam_type, args.sam_model], "datasets": {n: [len(d), ids[n]] for n, d in datasets.items()},
+            "class_name": args.class_name, "part_name": args.part_name, "seed": args.seed,
+            "subset_file": file_digest(args.subset_file), "target_iou": args.target_iou, "thresh": args.thresh,
+            "n_clicks": args.n_clicks, "min_n_clicks": args.min_n_clicks, "clicks_limit": args.clicks_limit,
+            "eval_mode": args.eval_mode, "precision": args.precision, "device": args.device.type}
+
+
+def prepare(args, cfg, rank: int):
+    """Check everything before any evaluation starts: checkpoints, datasets, the first model, the journal."""
     checkpoints, logs_path, logs_prefix = checkpoints_to_evaluate(args, cfg)
-    logs_path.mkdir(parents=True, exist_ok=True)
-    single_model = len(checkpoints) == 1
-    if args.iou_analysis and not single_model:
+    if args.iou_analysis and len(checkpoints) > 1:
         raise UsageError("--iou-analysis needs a single checkpoint")
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     datasets = {}
-    for name in names:  # every dataset is checked before any evaluation starts
+    for name in names:
         zoom_in_params(args.eval_mode, name)
         try:
             datasets[name] = get_dataset(name, cfg, class_name=args.class_name, part_name=args.part_name,
@@ -327,17 +365,42 @@ def run(args, cfg) -> None:
             raise
         except ValueError as error:
             raise UsageError(f"{name}: {error}") from None
-    loaded = {checkpoints[0]: load_model(checkpoints[0], args, cfg)}  # checked before any evaluation too
+    model = load_model(checkpoints[0], args, cfg)
+    logs_path.mkdir(parents=True, exist_ok=True)
+    stem = f"{args.eval_mode}_{args.mode}_{args.n_clicks}"
+    journal = Journal(logs_path / f"{logs_prefix + '_' if logs_prefix else ''}{stem}.journal",
+                      journal_command(args, checkpoints, datasets), rank)
+    journal.open()
+    return checkpoints, logs_path, logs_prefix, datasets, model, journal
+
+
+def run(args, cfg, dist: DistInfo) -> None:
+    error, setup = None, None
+    try:
+        setup = prepare(args, cfg, dist.rank)
+    except HANDLED_ERRORS as caught:
+        error = str(caught)
+    error = agree_on_error(error, dist.world_size)  # every rank stops, or none
+    if error is not None:
+        raise UsageError(error)
+    checkpoints, logs_path, logs_prefix, datasets, model, journal = setup
+    if journal.complete and dist.is_main:
+        logger.info("this command already finished (%s): printing its results; remove that folder to evaluate "
+                    "again", journal.folder)
+    single_model = len(checkpoints) == 1
+    loaded = {checkpoints[0]: model}
     print_header = single_model
     sam_predictor = None
     for name, dataset in datasets.items():
         subset_file = None
         if hasattr(dataset, "write_subset"):
             subset_file = logs_path / f"{name}_subset_seed{args.seed}.txt"
-            dataset.write_subset(subset_file)
+            if dist.is_main:
+                dataset.write_subset(subset_file)
         # as published: part-level datasets are evaluated at 0.85 whatever the target
         target_iou = 0.85 if name in PART_DATASETS else args.target_iou
         for path in checkpoints:
+            unit = unit_name(name, "" if single_model else Path(path).stem)
             if path not in loaded:  # one model in memory at a time
                 loaded = {path: load_model(path, args, cfg)}
             predictor_params = {"precision": args.precision}
@@ -355,23 +418,43 @@ def run(args, cfg) -> None:
                         if args.vis_preds else None)
             protocol = Protocol(max_iou_thr=target_iou, pred_thr=args.thresh, min_clicks=args.min_n_clicks,
                                 max_clicks=args.n_clicks)
-            results = evaluate_dataset(dataset, predictor, protocol, signal_of(args), name=name, callback=callback)
-            model_name = args.model_name or (f"{logs_path.relative_to(args.logs_path)}:{logs_prefix}"
-                                             if logs_prefix else logs_path.stem)
-            row_name = args.mode if single_model else Path(path).stem
-            write_results(args, name, target_iou, results, logs_path, logs_prefix, row_name, model_name,
-                          print_header, single_model, subset_file)
+            results = evaluate_shard(dataset, predictor, protocol, signal_of(args), journal, unit, dist.rank,
+                                     dist.world_size, name=name, callback=callback)
+            if dist.is_main:
+                model_name = args.model_name or (f"{logs_path.relative_to(args.logs_path)}:{logs_prefix}"
+                                                 if logs_prefix else logs_path.stem)
+                row_name = args.mode if single_model else Path(path).stem
+                write_results(args, name, target_iou, results, logs_path, logs_prefix, row_name, model_name,
+                              print_header, single_model, subset_file, append_row=not journal.reported(unit))
+                journal.mark_reported(unit)
             print_header = False
+    barrier()
+    if dist.is_main:
+        journal.mark_complete()
+
+
+HANDLED_ERRORS = (UsageError, ConfigError, CheckpointError, DatasetError, PhraseEncoderUnavailable, SamUnavailable,
+                  JournalMismatch, FileNotFoundError)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    rank = int(os.environ.get("RANK", "0"))
+    try:  # under torchrun every rank meets the same errors (they are agreed on): rank 0 reports them
         args, cfg = parse_args(argv)
-        run(args, cfg)
-    except (UsageError, ConfigError, CheckpointError, DatasetError, PhraseEncoderUnavailable, SamUnavailable,
-            FileNotFoundError) as error:
-        print(f"evaluate.py: error: {error}", file=sys.stderr)
+        try:
+            dist = init_distributed(args.cpu, args.gpu_ids, COLLECTIVE_TIMEOUT)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        args.device = dist.device
+        args.precision = resolve_precision(args.precision, args.device)
+        try:
+            run(args, cfg, dist)
+        finally:
+            shutdown()
+    except HANDLED_ERRORS as error:
+        if rank == 0:
+            print(f"evaluate.py: error: {error}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,6 +1,7 @@
 """torch.distributed set-up for torchrun (NCCL on GPUs, gloo on the CPU) and the few collectives training needs."""
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Iterable, Optional, Sequence
 
 import torch
@@ -27,9 +28,11 @@ def launched_by_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
-def init_distributed(use_cpu: bool, gpu_ids: Optional[Sequence[int]] = None) -> DistInfo:
+def init_distributed(use_cpu: bool, gpu_ids: Optional[Sequence[int]] = None,
+                     timeout: Optional[timedelta] = None) -> DistInfo:
     """Join the torchrun process group (if any) and pick this process's device: ``gpu_ids[local_rank]`` (or the
-    local rank) on GPUs, the CPU with ``use_cpu``."""
+    local rank) on GPUs, the CPU with ``use_cpu``. ``timeout``: how long a collective waits for the slowest rank
+    (torch's default when None)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -43,7 +46,8 @@ def init_distributed(use_cpu: bool, gpu_ids: Optional[Sequence[int]] = None) -> 
         device = torch.device("cuda", ids[local_rank])
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        extra = {} if timeout is None else {"timeout": timeout}
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", **extra)
     return DistInfo(rank, world_size, local_rank, device)
 
 

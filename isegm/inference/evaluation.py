@@ -5,7 +5,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -181,34 +181,60 @@ class Signal:
 @dataclass
 class DatasetResult:
     """Per object: the IoU after each click (``all_ious``) and, for the oracle, the index of the chosen
-    granularity (``gra_indices``, g = 0.1 (i + 1)); the samples that could not be read; the seconds it took."""
+    granularity (``gra_indices``, g = 0.1 (i + 1)); the samples that could not be read; the evaluation seconds
+    summed over the samples (the same whether one process or several evaluated them)."""
     all_ious: List[np.ndarray]
     gra_indices: List[int]
     skipped: List[str]
     seconds: float
 
 
-def evaluate_dataset(dataset: EvaluationDataset, predictor: BasePredictor, protocol: Protocol,
-                     signal: Union[Signal, Callable[[DSample], Signal]] = Signal(), name: str = "",
-                     indices: Optional[Sequence[int]] = None, callback: Optional[Callback] = None) -> DatasetResult:
-    """Run the protocol on every object of every sample (or of the samples at ``indices``), with a tqdm bar named
-    ``name`` showing the running NoC at ``protocol.max_iou_thr``. ``signal`` is one signal for all samples or a
-    function giving each sample its own (e.g. its part name as phrase). A sample that cannot be read is logged,
-    skipped and listed in the result."""
-    all_ious, gra_indices, skipped = [], [], []
-    start = time.time()
+@dataclass
+class SampleResult:
+    """One sample of a dataset (its ``index``): per object the IoU after each click and, for the oracle, the chosen
+    granularity's index; or why it was ``skipped``; the ``seconds`` its evaluation took."""
+    index: int
+    ious: List[np.ndarray]
+    gra_indices: List[int]
+    skipped: Optional[str]
+    seconds: float
+
+
+def merge_results(results: Iterable[SampleResult]) -> DatasetResult:
+    """The dataset's result from its samples' results, in dataset order whatever order they come in."""
+    ordered = sorted(results, key=lambda r: r.index)
+    # arrays that crossed processes carry their own dtype instances: viewed as float32 they pickle as one run's do
+    return DatasetResult([np.asarray(ious, dtype=np.float32).view(np.float32) for r in ordered for ious in r.ious], [g for r in ordered for g in r.gra_indices],
+                         [r.skipped for r in ordered if r.skipped is not None], float(sum(r.seconds for r in ordered)))
+
+
+def evaluate_samples(dataset: EvaluationDataset, predictor: BasePredictor, protocol: Protocol,
+                     signal: Union[Signal, Callable[[DSample], Signal]] = Signal(), indices: Sequence[int] = (),
+                     name: str = "", callback: Optional[Callback] = None,
+                     done: Sequence[SampleResult] = ()) -> Iterator[SampleResult]:
+    """Evaluate the samples at ``indices`` one by one, yielding each result as soon as it is there. The tqdm bar
+    named ``name`` counts ``done`` (results from an earlier run) as finished and shows the running NoC at
+    ``protocol.max_iou_thr``. ``signal`` is one signal for all samples or a function giving each sample its own
+    (e.g. its part name as phrase). A sample that cannot be read is logged and yielded as skipped."""
     kwargs = dict(max_iou_thr=protocol.max_iou_thr, pred_thr=protocol.pred_thr, min_clicks=protocol.min_clicks,
                   max_clicks=protocol.max_clicks, callback=callback)
-    progress = tqdm(range(len(dataset)) if indices is None else indices, desc=name or None, unit="sample",
+    target = min(protocol.max_iou_thr, 1.0)
+    nocs = [noc(ious, target, protocol.max_clicks) for r in done for ious in r.ious]
+    skipped = sum(r.skipped is not None for r in done)
+    progress = tqdm(total=len(done) + len(indices), initial=len(done), desc=name or None, unit="sample",
                     dynamic_ncols=True)
-    for index in progress:
+    for index in indices:
+        start = time.perf_counter()
         try:
             sample = dataset.get_sample(index)
         except SampleError as error:
             logger.warning("skipped: %s", error)
-            skipped.append(str(error))
+            skipped += 1
+            progress.update()
+            yield SampleResult(index, [], [], str(error), time.perf_counter() - start)
             continue
         chosen = signal(sample) if callable(signal) else signal
+        all_ious, gra_indices = [], []
         for object_id in sample.objects_ids:
             gt_mask = sample.gt_mask(object_id)
             sample_id = f"{sample.sample_id}" if len(sample.objects_ids) == 1 else f"{sample.sample_id}#{object_id}"
@@ -220,10 +246,21 @@ def evaluate_dataset(dataset: EvaluationDataset, predictor: BasePredictor, proto
                 _, ious, _ = evaluate_sample(sample.image, gt_mask, predictor, gra=chosen.gra, phrase=chosen.phrase,
                                              sample_id=sample_id, **kwargs)
             all_ious.append(ious)
-        if all_ious:
-            running = np.mean([noc(ious, min(protocol.max_iou_thr, 1.0), protocol.max_clicks) for ious in all_ious])
-            progress.set_postfix(NoC=f"{running:.2f}", skipped=len(skipped))
-    return DatasetResult(all_ious, gra_indices, skipped, time.time() - start)
+        nocs.extend(noc(ious, target, protocol.max_clicks) for ious in all_ious)
+        progress.update()
+        if nocs:
+            progress.set_postfix(NoC=f"{np.mean(nocs):.2f}", skipped=skipped)
+        yield SampleResult(index, all_ious, gra_indices, None, time.perf_counter() - start)
+    progress.close()
+
+
+def evaluate_dataset(dataset: EvaluationDataset, predictor: BasePredictor, protocol: Protocol,
+                     signal: Union[Signal, Callable[[DSample], Signal]] = Signal(), name: str = "",
+                     indices: Optional[Sequence[int]] = None, callback: Optional[Callback] = None) -> DatasetResult:
+    """Run the protocol on every object of every sample (or of the samples at ``indices``) in one go; see
+    :func:`evaluate_samples`."""
+    indices = range(len(dataset)) if indices is None else indices
+    return merge_results(evaluate_samples(dataset, predictor, protocol, signal, indices, name, callback))
 
 
 def noc_thresholds(target_iou: float) -> List[float]:
