@@ -5,7 +5,7 @@ division does not change any result); every finished sample goes to the journal 
 results and merges them in dataset order, so it holds exactly what one process would have computed.
 """
 import logging
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Union
 
 import torch.distributed as dist
 
@@ -62,18 +62,3 @@ def agree_on_error(error: Optional[str], world_size: int) -> Optional[str]:
     errors: List[Optional[str]] = [None] * world_size
     dist.all_gather_object(errors, error)
     return next((e for e in errors if e is not None), None)
-
-
-def broadcast_from_main(value, world_size: int):
-    """Rank 0's ``value`` on every rank."""
-    if world_size == 1:
-        return value
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
-
-
-def sample_indices_digest(sample_ids: Sequence[str]) -> str:
-    """A short fingerprint of a dataset's sample ids (their order included), for the journal's command."""
-    import hashlib
-    return hashlib.sha256("\n".join(map(str, sample_ids)).encode()).hexdigest()[:16]
