@@ -184,14 +184,10 @@ def evaluation_files(logs: Path) -> dict:
     return files
 
 
-def multi_process_rows(cfg: ModelConfig, folder: Path, processes: int, device_flags, zoom: int) -> list:
-    """``device_flags(n)``: the device flags of a run with ``n`` processes."""
+def evaluation_setup(cfg: ModelConfig, folder: Path, samples: int):
+    """Seeded weights in the published layout (base.pth, lora.pth) and a synthetic GrabCut-layout dataset of
+    ``samples`` scenes with its paths file; returns the three paths."""
     import cv2
-    from safetensors.torch import load_file
-    from isegm.model import GraCoModel
-    from isegm.toy.synthetic import build_toy_dataset
-
-    # evaluation: seeded weights in the published layout, a synthetic GrabCut-layout dataset
     model = build_seeded_model(cfg, overrides={"head.conv_seg.bias": -2.0})
     state, trainable = model.state_dict(), set(model.trainable_parameters())
     base_cfg = ModelConfig.from_dict({**cfg.to_dict(), "granularity": False, "phrase": False})
@@ -201,12 +197,22 @@ def multi_process_rows(cfg: ModelConfig, folder: Path, processes: int, device_fl
     grabcut = folder / "GrabCut"
     (grabcut / "data_GT").mkdir(parents=True)
     (grabcut / "boundary_GT").mkdir()
-    for index in range(5):
-        image, gt = scene((96, 128), index)
+    for index in range(samples):
+        image, gt = scene((96, 128), index % 5)
         cv2.imwrite(str(grabcut / "data_GT" / f"s{index}.png"), image[:, :, ::-1])
         cv2.imwrite(str(grabcut / "boundary_GT" / f"s{index}.bmp"), (gt * 255).astype(np.uint8))
     paths = folder / "paths.yml"
     paths.write_text(yaml.safe_dump({"GRABCUT_PATH": str(grabcut), "EXPS_PATH": str(folder / "exps")}))
+    return base, lora, paths
+
+
+def multi_process_rows(cfg: ModelConfig, folder: Path, processes: int, device_flags, zoom: int) -> list:
+    """``device_flags(n)``: the device flags of a run with ``n`` processes."""
+    from safetensors.torch import load_file
+    from isegm.model import GraCoModel
+    from isegm.toy.synthetic import build_toy_dataset
+
+    base, lora, paths = evaluation_setup(cfg, folder, samples=5)
     evaluate = [str(ROOT / "evaluate.py"), "NoBRS", "--checkpoint", str(base), "--lora_checkpoint",
                 str(lora), "--datasets", "GrabCut", "--graco", "--n-clicks", "3", "--eval-mode", f"fixed{zoom}",
                 "--save-ious", "--paths-config", str(paths)]
