@@ -4,10 +4,15 @@
 # DEVICE="--cpu" bash eval.sh to run on the CPU; CONFIG=path/to/config.yml for other dataset paths.
 # Each run writes into its own folder, $LOGS/<run>/others/<checkpoint>/ (LOGS defaults to EXPS_PATH/evaluation_logs),
 # so that no run overwrites another's JSON summary; `bash analysis.sh baselines` tabulates them.
+# NPROC=4 bash eval.sh: every run as torchrun --nproc_per_node 4 on GPUs 0-3 (rank 0 writes the same files as one
+# process); TORCHRUN_ARGS="--nnodes 2 --node_rank R --rdzv_backend c10d --rdzv_endpoint HOST:PORT" for several nodes.
+# A killed run continues where it stopped when eval.sh is started again (finished runs are not recomputed).
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup_env.sh
-DEVICE=${DEVICE:---gpus 0}
+NPROC=${NPROC:-1}
+DEVICE=${DEVICE:---gpus $(seq -s, 0 $((NPROC - 1)))}
+TORCHRUN_ARGS=${TORCHRUN_ARGS:-}
 CONFIG=${CONFIG:-config.yml}
 BASELINES=${BASELINES:-1}
 B_BASE=weights/simpleclick/sbd_vit_base.pth;  B_LORA=weights/graco/GraCo_base_lora.pth
@@ -27,8 +32,13 @@ LOGS=${LOGS:-${EXPS:-./experiments}/evaluation_logs}
 WEIGHTS="$B_BASE,$B_LORA,$L_BASE,$L_LORA,${CLIP:-weights/clip/ViT-B-32.pt}"
 if [ "$BASELINES" = 1 ]; then WEIGHTS="$WEIGHTS,$SAM_vit_b,$SAM_vit_l,$SAM2_hiera_b,$SAM2_hiera_l"; fi
 python scripts/check_paths.py --paths-config "$CONFIG" --datasets "$INSTANCE,$PART,$OOD" --weights "$WEIGHTS"
+if [ "$NPROC" -gt 1 ] || [ -n "$TORCHRUN_ARGS" ]; then
+  LAUNCH="torchrun --nproc_per_node $NPROC $TORCHRUN_ARGS"
+else
+  LAUNCH=python
+fi
 # run NAME ARGS...: one evaluate.py run, written under $LOGS/NAME
-run() { local name=$1; shift; python evaluate.py NoBRS --paths-config "$CONFIG" $DEVICE --logs-path "$LOGS/$name" "$@"; }
+run() { local name=$1; shift; $LAUNCH evaluate.py NoBRS --paths-config "$CONFIG" $DEVICE --logs-path "$LOGS/$name" "$@"; }
 
 for size in B L; do
   base_var=${size}_BASE; lora_var=${size}_LORA
