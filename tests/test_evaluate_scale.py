@@ -220,9 +220,10 @@ def test_gpu_check_runs_on_the_cpu_in_its_tiny_configuration():
     result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--tiny", "--device", "cpu"], env=env,
                             capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    rows = dict(line.strip("|").split(" | ", 1) for line in result.stdout.splitlines()[2:] if line.startswith("| "))
+    rows = dict((cell.strip() for cell in line.strip().strip("|").split(" | ", 1))
+                for line in result.stdout.splitlines()[2:] if line.startswith("| "))
     assert len(rows) == 9 and "DIFFERENT" not in result.stdout
     assert rows["batched oracle: speed-up over sequential; identical IoUs and choices"].split("; ")[1].startswith(
         "identical")
-    assert rows["evaluate.py --graco, 2 processes vs 1 (table, JSON, IoU pickle)"].strip() == "identical"
+    assert rows["evaluate.py --graco, 2 processes vs 1 (table, JSON, IoU pickle)"] == "identical"
     assert rows["train.py, 2 processes vs 1 (one epoch: 4 iterations of 4, tiny model)"].startswith("ranks identical")
