@@ -60,7 +60,8 @@ def setup(tmp_path_factory):
 def argv(setup, logs, *extra):
     base, lora, config = setup
     return ["NoBRS", "--cpu", "--checkpoint", str(base), "--lora_checkpoint", str(lora), "--datasets", "GrabCut",
-            "--n-clicks", "3", "--eval-mode", "fixed96", "--save-ious", "--config-path", str(config), "--logs-path", str(logs), *extra]
+            "--n-clicks", "3", "--eval-mode", "fixed96", "--save-ious", "--config-path", str(config),
+            "--logs-path", str(logs), *extra]
 
 
 def subprocess_env():
@@ -133,6 +134,7 @@ def test_journal_reads_back_bit_identical_results_and_ignores_a_cut_line(tmp_pat
     resumed = Journal(tmp_path / "j", {"signal": "gra=0.5"}, rank=1)  # the killed rank's next process
     resumed.append("GrabCut", SampleResult(6, [values], [0], None, 0.2))  # the cut line is dropped first
     assert sorted(Journal(tmp_path / "j", {"signal": "gra=0.5"}).finished("GrabCut")) == [4, 5, 6]
+    assert not list((tmp_path / "j").rglob("*.json"))  # tools that collect the JSON summaries never see it
     merged = merge_results(finished[i] for i in (5, 4))
     assert merged.gra_indices == [2, 7] and merged.skipped == ["s5: no mask"] and merged.seconds == 1.6
 

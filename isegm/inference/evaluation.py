@@ -204,7 +204,8 @@ def merge_results(results: Iterable[SampleResult]) -> DatasetResult:
     """The dataset's result from its samples' results, in dataset order whatever order they come in."""
     ordered = sorted(results, key=lambda r: r.index)
     # arrays that crossed processes carry their own dtype instances: viewed as float32 they pickle as one run's do
-    return DatasetResult([np.asarray(ious, dtype=np.float32).view(np.float32) for r in ordered for ious in r.ious], [g for r in ordered for g in r.gra_indices],
+    all_ious = [np.asarray(ious, dtype=np.float32).view(np.float32) for r in ordered for ious in r.ious]
+    return DatasetResult(all_ious, [g for r in ordered for g in r.gra_indices],
                          [r.skipped for r in ordered if r.skipped is not None], float(sum(r.seconds for r in ordered)))
 
 

@@ -3,19 +3,19 @@ continued by running the same command again.
 
 Layout (one journal folder per results table, e.g. ``cvpr_NoBRS_20.journal/``)::
 
-    <command id>/command.json              what shapes the results (checkpoints, signal, protocol, datasets, ...)
+    <command id>/command.txt               what shapes the results (checkpoints, signal, protocol, datasets, ...)
     <command id>/<unit>.r<rank>.jsonl      one JSON line per finished sample of a unit (a dataset, or a
                                            checkpoint and dataset), written by that rank
     <command id>/<unit>.reported           the unit's table row, JSON and pickles have been written
     <command id>/complete                  the command finished
 
-The command id is a hash of ``command.json``; a command that finished stays there, so running it again
+The command id is a hash of the command (``command.txt``, JSON, named so that tools collecting the
+JSON summaries pass it by); a command that finished stays there, so running it again
 recomputes nothing. A run is refused while another command's run into the same table is unfinished.
 IoUs are stored as the decimal form of their float32 values, which reads back bit-identically.
 """
 import hashlib
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Dict
@@ -25,7 +25,6 @@ import numpy as np
 from ..utils.files import atomic_write
 from .evaluation import SampleResult
 
-logger = logging.getLogger(__name__)
 FORMAT = 1
 
 
@@ -63,16 +62,16 @@ class Journal:
         command's run in ``root`` is unfinished."""
         if self.root.is_dir():
             for other in sorted(p for p in self.root.iterdir() if p.is_dir() and p != self.folder):
-                if (other / "complete").exists() or not (other / "command.json").is_file():
+                if (other / "complete").exists() or not (other / "command.txt").is_file():
                     continue
                 try:
-                    old = json.loads((other / "command.json").read_text())
+                    old = json.loads((other / "command.txt").read_text())
                 except (OSError, ValueError):
                     continue
                 diff = sorted(k for k in set(old) | set(self.command) if old.get(k) != self.command.get(k))
                 raise JournalMismatch(f"{other} holds an unfinished run of another command ({', '.join(diff)} "
                                       f"differ): run that command again to finish it, or remove {other}")
-        path = self.folder / "command.json"
+        path = self.folder / "command.txt"
         if not path.is_file():
             text = json.dumps(self.command, indent=2, sort_keys=True)
             atomic_write(path, lambda tmp: Path(tmp).write_text(text))
