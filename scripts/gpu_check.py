@@ -103,8 +103,7 @@ def predictor_rows(cfg: ModelConfig, device: torch.device, zoom: int, image_size
     fp32_s = statistics.median(timings)
     rows = [("probabilities, device vs CPU, same clicks (max abs. difference)",
              f"{max_difference(probs, cpu_probs):.2e}" + (" (the device is the CPU)" if device.type == "cpu" else ""))]
-    model.to(torch.bfloat16)
-    bf16 = predictor(device, "bf16")
+    bf16 = predictor(device, "bf16")  # the model stays float32: the predictor converts the product weights
     click_sequence(bf16, image, clicks)
     timings = []
     for _ in range(repeats):
@@ -290,7 +289,8 @@ def main() -> int:
                 return ["--cpu"] if device.type == "cpu" else ["--gpus", ",".join(map(str, range(n)))]
             rows += multi_process_rows(cfg, Path(folder) / "multi", processes, flags, zoom)
         else:
-            rows.append(("several processes", "skipped: one GPU"))
+            rows.append(("several processes", "skipped: fewer than two GPUs" if device.type == "cuda" and
+                         args.processes is None else f"skipped: --processes {processes}"))
     rows.append(("seconds for this check", f"{time.perf_counter() - started:.0f}"))
     print("| check | result |\n| --- | --- |")
     for what, result in rows:
