@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from isegm.inference.precision import TOOL_PRECISIONS
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -41,7 +43,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--eval-ritm", action="store_true", help="RITM models (not supported: only plain ViT)")
     parser.add_argument("--no-flip", action="store_true", help="skip the test-time flip (twice as fast on a CPU)")
     parser.add_argument("--no-strip", action="store_true", help="do not compute the granularity strip")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+    parser.add_argument("--precision", default="auto", choices=TOOL_PRECISIONS,
                         help="products in float32 or bfloat16; auto (default): bf16 where the device multiplies "
                              "bfloat16 natively and faster, else fp32 (the status bar shows the mode)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from demo import LOG_FORMAT, UsageError, resolve_checkpoint
+from isegm.inference.precision import TOOL_PRECISIONS
 
 logger = logging.getLogger("serve")
 
@@ -24,7 +25,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True,
                         help="base checkpoint (published SimpleClick .pth or project .safetensors): a path, or a name "
-                             "under INTERACTIVE_MODELS_PATH of --cfg (extension optional)")
+                             "under INTERACTIVE_MODELS_PATH of the paths file (extension optional)")
     parser.add_argument("--lora_checkpoint", default=None, help="GraCo LoRA checkpoint")
     parser.add_argument("--clip-weights", default=None,
                         help="CLIP ViT-B/32 weights for the part name (default: $GRACO_CLIP_WEIGHTS or "
@@ -32,8 +33,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     device = parser.add_mutually_exclusive_group()
     device.add_argument("--gpu", type=int, default=0, help="id of the GPU to use")
     device.add_argument("--cpu", action="store_true", help="run on the CPU")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                        help="fp32 (as published) or bf16 autocast (faster on GPUs and CPUs with bf16)")
+    parser.add_argument("--precision", default="auto", choices=TOOL_PRECISIONS,
+                        help="products in float32 or bfloat16; auto (default): bf16 where the device multiplies "
+                             "bfloat16 natively and faster, else fp32")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
     parser.add_argument("--port", type=int, default=9090, help="port to listen on")
     parser.add_argument("--label-studio-url", default=os.environ.get("LABEL_STUDIO_URL"),
@@ -50,7 +52,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--limit-longest-size", type=int, default=800,
                         help="images whose longer side exceeds this are resized to it for the model")
     parser.add_argument("--no-flip", action="store_true", help="skip the test-time flip (twice as fast on a CPU)")
-    parser.add_argument("--cfg", default="config.yml", help="config file with INTERACTIVE_MODELS_PATH")
+    parser.add_argument("--paths-config", "--config-path", "--cfg", dest="paths_config", default="config.yml",
+                        help="paths file (YAML) with INTERACTIVE_MODELS_PATH")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if args.limit_longest_size < 16:
@@ -69,13 +72,18 @@ def build_server(args: argparse.Namespace):
     import torch
 
     from isegm.demo.controller import PredictorSettings
-    from isegm.inference.predictors import get_predictor
+    from isegm.inference.precision import resolve_precision
     from isegm.inference.utils import load_is_model
     from isegm.labelstudio.backend import GraCoBackend
     from isegm.labelstudio.images import ImageSource
     from isegm.labelstudio.server import BackendServer
     from isegm.labelstudio.sessions import SessionPool
+    from isegm.utils.config_file import ConfigError, read_paths_config
 
+    try:
+        paths = read_paths_config(args.paths_config, required=False)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
     if args.cpu:
         device = torch.device("cpu")
     elif not torch.cuda.is_available():
@@ -84,14 +92,15 @@ def build_server(args: argparse.Namespace):
         raise UsageError(f"--gpu {args.gpu}: only {torch.cuda.device_count()} GPU(s) are available")
     else:
         device = torch.device(f"cuda:{args.gpu}")
-    checkpoint = resolve_checkpoint(args.checkpoint, args.cfg)
-    lora = resolve_checkpoint(args.lora_checkpoint, args.cfg) if args.lora_checkpoint else None
+    models_path = paths.get("INTERACTIVE_MODELS_PATH", "./weights")
+    checkpoint = resolve_checkpoint(args.checkpoint, models_path)
+    lora = resolve_checkpoint(args.lora_checkpoint, models_path) if args.lora_checkpoint else None
     model = load_is_model(checkpoint, device, lora_checkpoint=lora, clip_weights=args.clip_weights)
+    precision = resolve_precision(args.precision, device)
+    logger.info("precision: %s%s", precision, " (auto)" if args.precision == "auto" else "")
     settings = PredictorSettings(target_size=min(448, args.limit_longest_size), max_size=args.limit_longest_size,
-                                 with_flip=not args.no_flip)
-    base = get_predictor(model, "NoBRS", device, with_flip=settings.with_flip,
-                         zoom_in_params=settings.zoom_in_params(),
-                         predictor_params={"max_size": settings.max_size, "precision": args.precision})
+                                 with_flip=not args.no_flip, precision=precision)
+    base = settings.make_predictor(model, device)
     images = ImageSource(label_studio_url=args.label_studio_url, api_token=args.label_studio_token,
                          allowed_hosts=tuple(h.strip().lower() for h in args.allowed_hosts.split(",") if h.strip()),
                          max_bytes=int(args.max_image_mb * 2 ** 20), max_pixels=args.max_image_pixels)

@@ -237,7 +237,7 @@ def main():
 
     reference = probs["fp32"]
     baseline_s = statistics.median(times["baseline"])
-    print(f"\n| variant | s/click | ratio to baseline | max abs prob diff from fp32 | pixels changing side of 0.5 |")
+    print("\n| variant | s/click | ratio to baseline | max abs prob diff from fp32 | pixels changing side of 0.5 |")
     print("| --- | --- | --- | --- | --- |")
     for name in variants:
         median = statistics.median(times[name])

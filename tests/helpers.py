@@ -1,9 +1,12 @@
 """Shared test helpers: paths and a tiny GraCo-shaped model. Fixtures live in conftest.py."""
 from pathlib import Path
+from typing import Tuple
 
 import torch
 
 from isegm.model import GraCoModel, ModelConfig
+from isegm.model.checkpoint import save_published_checkpoint
+from isegm.toy.seeded import build_seeded_model
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -24,3 +27,14 @@ def randomize_lora(model: GraCoModel, seed: int = 0) -> None:
         for name, param in model.named_parameters():
             if ".lora_" in name or "gra_embed" in name or "phrase2gra_proj" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+
+
+def write_tiny_checkpoints(folder: Path) -> Tuple[Path, Path]:
+    """A tiny seeded GraCo model written as a base + LoRA pair in the published layout (base.pth, lora.pth)."""
+    model = build_seeded_model(tiny_config(), seed=0)
+    trainable = set(model.trainable_parameters())
+    state = model.state_dict()
+    base_cfg = model.cfg.__class__.from_dict({**model.cfg.to_dict(), "granularity": False, "phrase": False})
+    save_published_checkpoint({k: v for k, v in state.items() if k not in trainable}, base_cfg, folder / "base.pth")
+    save_published_checkpoint({k: v for k, v in state.items() if k in trainable}, model.cfg, folder / "lora.pth")
+    return folder / "base.pth", folder / "lora.pth"

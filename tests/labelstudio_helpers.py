@@ -11,21 +11,6 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 from label_studio_converter.brush import decode_rle
 
-from isegm.model.checkpoint import save_published_checkpoint
-from isegm.toy.seeded import build_seeded_model
-
-from helpers import tiny_config
-
-
-def write_tiny_checkpoints(folder: Path) -> Tuple[Path, Path]:
-    """A tiny seeded GraCo model written as a base + LoRA pair in the published layout."""
-    model = build_seeded_model(tiny_config(), seed=0)
-    trainable = set(model.trainable_parameters())
-    state = model.state_dict()
-    base_cfg = model.cfg.__class__.from_dict({**model.cfg.to_dict(), "granularity": False, "phrase": False})
-    save_published_checkpoint({k: v for k, v in state.items() if k not in trainable}, base_cfg, folder / "base.pth")
-    save_published_checkpoint({k: v for k, v in state.items() if k in trainable}, model.cfg, folder / "lora.pth")
-    return folder / "base.pth", folder / "lora.pth"
 
 
 class StaticFiles:

@@ -18,10 +18,9 @@ from isegm.demo.export import read_coco_masks, save_annotation
 from isegm.demo.worker import Worker
 from isegm.inference.utils import load_is_model
 from isegm.model import load_model_config
-from isegm.model.checkpoint import save_published_checkpoint
-from isegm.toy.seeded import build_seeded_model, seeded_published_base
+from isegm.toy.seeded import seeded_published_base
 
-from helpers import ROOT, tiny_config
+from helpers import ROOT, write_tiny_checkpoints
 from xvfb import VirtualDisplay, require_tools
 
 SETTINGS = PredictorSettings(target_size=224, max_size=800)
@@ -29,15 +28,7 @@ SETTINGS = PredictorSettings(target_size=224, max_size=800)
 
 @pytest.fixture(scope="module")
 def tiny_checkpoints(tmp_path_factory):
-    """A tiny seeded GraCo model written as a base + LoRA pair in the published layout."""
-    folder = tmp_path_factory.mktemp("demo_weights")
-    model = build_seeded_model(tiny_config(), seed=0)
-    trainable = set(model.trainable_parameters())
-    state = model.state_dict()
-    base_cfg = model.cfg.__class__.from_dict({**model.cfg.to_dict(), "granularity": False, "phrase": False})
-    save_published_checkpoint({k: v for k, v in state.items() if k not in trainable}, base_cfg, folder / "base.pth")
-    save_published_checkpoint({k: v for k, v in state.items() if k in trainable}, model.cfg, folder / "lora.pth")
-    return folder / "base.pth", folder / "lora.pth"
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("demo_weights"))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from isegm.labelstudio.server import BackendServer
 from isegm.labelstudio.sessions import SessionPool
 from isegm.toy.seeded import build_seeded_model
 
-from helpers import ROOT, tiny_config
+from helpers import ROOT, tiny_config, write_tiny_checkpoints
 from labelstudio_helpers import StaticFiles, decode_brush, granularity, keypoint, post
 
 SETTINGS = PredictorSettings(target_size=224, max_size=800, with_flip=False)
@@ -214,9 +214,14 @@ def test_no_context_no_prediction_and_pool_evicts_the_oldest(model, photo_files)
         status, answer, _ = post(server.url + "/predict", {**predict_request(files.url("photo.jpg"), []),
                                                            "params": {}})
         assert status == 200 and answer == {"results": []}
+        request = predict_request(files.url("photo.jpg"), [])
+        del request["params"]
+        status, answer, _ = post(server.url + "/predict", request)
+        assert status == 200 and answer == {"results": []}, "a request without params or context predicts nothing"
         for task in (1, 2, 3):
             ask(server, files.url("photo.jpg"), [keypoint(50, 50)], task_id=task)
         assert len(server.backend.pool) == 2
+        assert [key[1] for key in server.backend.pool._sessions] == [2, 3], "the oldest session (task 1) went"
     finally:
         server.shutdown()
         server.server_close()
@@ -265,6 +270,21 @@ def test_part_name_through_the_server(photo_files):
         assert by_name.shape == photo.shape[:2] and (by_name != by_slider).any()
     finally:
         server.shutdown()
+        server.server_close()
+
+
+def test_serve_finds_a_checkpoint_by_name_under_the_models_folder(tmp_path):
+    import serve
+    write_tiny_checkpoints(tmp_path)
+    paths = tmp_path / "paths.yml"
+    paths.write_text(f"INTERACTIVE_MODELS_PATH: {tmp_path}\n")
+    args = serve.parse_args(["--checkpoint", "base", "--lora_checkpoint", "lora", "--cpu", "--precision", "fp32",
+                             "--paths-config", str(paths), "--host", "127.0.0.1", "--port", "0"])
+    server = serve.build_server(args)
+    try:
+        assert server.backend.model_version == "GraCo-lora"
+        assert server.backend.pool.base.net.backbone.gra_embed is not None, "the LoRA file was found and loaded"
+    finally:
         server.server_close()
 
 

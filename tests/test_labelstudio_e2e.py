@@ -7,9 +7,9 @@ import pytest
 
 from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG
 
-from helpers import ROOT
+from helpers import ROOT, write_tiny_checkpoints
 from labelstudio_helpers import (decode_brush, free_port, get, granularity, keypoint, label_studio_command,
-                                 label_studio_env, post, upload_image, wait_for, write_tiny_checkpoints)
+                                 label_studio_env, post, upload_image, wait_for)
 
 pytestmark = pytest.mark.slow
 TOKEN = "graco-e2e-legacy-token"

@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from isegm.inference import precision
@@ -196,11 +195,23 @@ def test_cpu_support_follows_the_cpu_flags(monkeypatch):
     assert supported == torch.backends.mkldnn.is_available() and ("amx_bf16" in reason or not supported)
 
 
-def test_start_up_measurement_is_short():
-    import time
-    start = time.perf_counter()
-    speedup = precision.measure_bf16_speedup(torch.device("cpu"))
-    assert speedup > 0 and time.perf_counter() - start < 1.0
+def test_start_up_measurement_stops_at_its_time_budget(monkeypatch):
+    """The measurement runs its rounds until the budget is spent (a clock in the test, not the wall clock)."""
+    calls, now, step = [], [0.0], [1e-6]
+    real_linear = precision.F.linear
+    monkeypatch.setattr(precision.F, "linear", lambda a, b: calls.append(a.dtype) or real_linear(a, b))
+
+    def clock():
+        now[0] += step[0]
+        return now[0]
+    monkeypatch.setattr(precision.time, "perf_counter", clock)
+    assert precision.measure_bf16_speedup(torch.device("cpu"), repeats=8, budget_s=0.4) > 0
+    assert len(calls) == 2 * 9, "a clock far from the budget: every round runs"
+    calls.clear()
+    step[0] = 0.1
+    precision.measure_bf16_speedup(torch.device("cpu"), repeats=8, budget_s=0.4)
+    assert 2 * 2 <= len(calls) < 2 * 9, "the budget ends the rounds early (after the warm-up and one timed round)"
+    assert calls[:2] == [torch.float32, torch.bfloat16]
 
 
 def test_unknown_precision_is_refused(model):

@@ -42,6 +42,14 @@ class PredictorSettings:
         size = (self.target_size, self.target_size) if self.fixed_crop else self.target_size
         return {"skip_clicks": self.skip_clicks, "target_size": size, "expansion_ratio": self.expansion_ratio}
 
+    def make_predictor(self, model: torch.nn.Module, device: torch.device, prob_thresh: float = 0.5,
+                       with_flip: Optional[bool] = None) -> BasePredictor:
+        """A predictor with these options (``with_flip`` overrides the setting, e.g. for the strip)."""
+        return get_predictor(model, "NoBRS", device, prob_thresh=prob_thresh,
+                             with_flip=self.with_flip if with_flip is None else with_flip,
+                             zoom_in_params=self.zoom_in_params(),
+                             predictor_params={"max_size": self.max_size, "precision": self.precision})
+
 
 @dataclass
 class AnnotatedObject:
@@ -198,11 +206,7 @@ class DemoController:
                 self._new_session(keep_base=True)
 
     def _make_predictor(self, with_flip: Optional[bool] = None) -> BasePredictor:
-        settings = self.settings
-        return get_predictor(self.model, "NoBRS", self.device, prob_thresh=self.prob_thresh,
-                             with_flip=settings.with_flip if with_flip is None else with_flip,
-                             zoom_in_params=settings.zoom_in_params(),
-                             predictor_params={"max_size": settings.max_size, "precision": settings.precision})
+        return self.settings.make_predictor(self.model, self.device, self.prob_thresh, with_flip)
 
     def _new_session(self, init_mask: Optional[np.ndarray] = None, keep_base: bool = False) -> None:
         self.worker.cancel("main")
