@@ -29,7 +29,7 @@ class ClickTrainingSet(torch.utils.data.Dataset):
     times; each try keeps an empty crop with probability ``keep_background_prob``), then objects smaller than
     ``min_object_area`` pixels are dropped, so a target of 1 to ``min_object_area - 1`` pixels trains as empty
     (no positive click, all background). ``reaugment_small`` instead re-augments while every object is smaller
-    than ``min_object_area`` and keeps what the last try gives (this project's earlier rule).
+    than ``min_object_area`` and keeps what the last try gives, however small (this project's earlier rule).
     ``sample_weights`` (or None) are the dataset's image sampling probabilities, for the sampler.
     """
 
@@ -55,8 +55,8 @@ class ClickTrainingSet(torch.utils.data.Dataset):
         target, skipped = self._read_target(int(index), rng, signal)
         image, labels = self._augment(target, rng)
         ignore = labels == IGNORE_LABEL
-        objects = [labels == value for value in object_labels(labels)
-                   if np.count_nonzero(labels == value) >= self.min_object_area]
+        smallest = 1 if self.reaugment_small else self.min_object_area
+        objects = [labels == value for value in object_labels(labels) if np.count_nonzero(labels == value) >= smallest]
         chosen = self.points_sampler.choose_objects(len(objects), rng)
         pieces = [objects[i] for i in chosen]
         target_mask = np.logical_or.reduce(pieces) if pieces else np.zeros(labels.shape, bool)
