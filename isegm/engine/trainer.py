@@ -76,7 +76,10 @@ class GCLTrainer:
 
     With ``enable_lora`` only the LoRA branches, the granularity embedding and the phrase projection learn (the
     base stays frozen); otherwise every parameter of the model learns (training a SimpleClick-style base).
-    Ranks average their gradients after each backward pass, so every rank holds the same weights.
+    Ranks average their gradients after each backward pass, so every rank holds the same weights; an error met by
+    one rank (a bad batch, an unreadable training set) stops every rank with that rank's message
+    (:class:`RankFailed`). With ``options.validation``, ``val_set`` is evaluated after every epoch
+    (:meth:`validate`).
     """
 
     def __init__(self, model: GraCoModel, train_set: ClickTrainingSet, schedule: GCLSchedule, exp_dir: Path,
