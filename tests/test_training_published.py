@@ -116,6 +116,21 @@ def test_written_proposals_name_only_modules_numpy_1_and_2_share(tmp_path):
     assert np.isnan(back["a"]["gra"][0, 0]) and back["a"]["gra"][0, 1] == 0.1
 
 
+NUMPY1_PYTHON = ROOT / ".venv-numpy1" / "bin" / "python"
+
+
+@pytest.mark.skipif(not NUMPY1_PYTHON.exists(), reason="no .venv-numpy1 (.ci/run creates it: python3 -m venv "
+                                                      ".venv-numpy1 && .venv-numpy1/bin/pip install 'numpy<1.26')")
+def test_numpy_1_unpickles_written_proposals(tmp_path):
+    path = tmp_path / "ours.pkl"
+    write_proposals(path, {"a": {"mask": np.stack([box(slice(0, 9), slice(0, 9))]), "gra": np.array([0.3])}})
+    script = ("import pickle, sys, numpy as np; d = pickle.load(open(sys.argv[1], 'rb'))['a']; "
+              "assert np.__version__ < '1.26', np.__version__; assert d['mask'].sum() == 81 and d['gra'][0, 1] == 0.3; "
+              "assert isinstance(d['gra'][0], np.ndarray) and np.isnan(d['gra'][0, 0]); print(np.__version__)")
+    result = subprocess.run([str(NUMPY1_PYTHON), "-c", script, str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 # --- gap 3: SBD image weights ---------------------------------------------------------------------------------------
 def test_sample_scores_weight_the_images_as_published(tmp_path):
     path = tmp_path / "scores.pkl"
