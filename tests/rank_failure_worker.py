@@ -1,5 +1,5 @@
 """Run by tests/test_training_published.py under torchrun: two gloo ranks, rank 1's slider samples have no
-granularity. Both ranks must stop at once with the same message (exit 2)."""
+granularity. Both ranks must stop at once with the same message (written to $RANK_FAILURE_OUT/rank<r>.txt)."""
 import os
 import sys
 import tempfile
@@ -37,7 +37,7 @@ def main() -> int:
     try:
         trainer.fit()
     except RankFailed as error:
-        print(f"rank {dist.rank} stopped: {error}", flush=True)
+        Path(os.environ["RANK_FAILURE_OUT"], f"rank{dist.rank}.txt").write_text(str(error))
         return 2
     finally:
         shutdown()

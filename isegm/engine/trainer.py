@@ -5,7 +5,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -265,18 +265,7 @@ class GCLTrainer:
         bar = tqdm(self.loader, desc=f"Epoch {epoch} [{signal}]", disable=not self.dist.is_main,
                    dynamic_ncols=True, leave=False)
         started, images, skipped, loss_sum, iou_sum, steps = time.perf_counter(), 0, 0, 0.0, 0.0, 0
-        batches = iter(bar)
-        while True:
-            batch, error = None, None
-            try:
-                batch = next(batches)
-            except StopIteration:  # every rank has the same number of batches
-                break
-            except Exception as exc:  # an unreadable training set, a worker that died: stop every rank
-                error = f"{type(exc).__name__}: {exc}"
-            if error is None:
-                error = self._check_batch(batch, signal)
-            self._stop_if_any_rank_failed(error)
+        for batch in self._agreed_batches(bar, signal):
             losses = self._step(batch, signal)
             self.next_batch += 1
             self.global_step += 1
@@ -318,6 +307,23 @@ class GCLTrainer:
             self.validate(epoch)
         return iterations_left
 
+    def _agreed_batches(self, loader, signal: str) -> Iterator[Dict[str, torch.Tensor]]:
+        """The batches of ``loader``, each only once every rank has read a good one (see
+        :meth:`_stop_if_any_rank_failed`); every rank has the same number of batches."""
+        batches = iter(loader)
+        while True:
+            batch, error = None, None
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except Exception as exc:  # an unreadable training set, a worker that died: stop every rank
+                error = f"{type(exc).__name__}: {exc}"
+            if error is None:
+                error = self._check_batch(batch, signal)
+            self._stop_if_any_rank_failed(error)
+            yield batch
+
     def _check_batch(self, batch: Dict[str, torch.Tensor], signal: str) -> Optional[str]:
         """What is wrong with this rank's batch for the epoch's signal (None when nothing)."""
         if signal == SLIDER and torch.isnan(batch["gra"]).any():
@@ -355,8 +361,7 @@ class GCLTrainer:
         loss_sum, steps = 0.0, 0
         bar = tqdm(self.val_loader, desc=f"Validation {epoch}", disable=not self.dist.is_main, leave=False,
                    dynamic_ncols=True)
-        for step, batch in enumerate(bar):
-            self._stop_if_any_rank_failed(self._check_batch(batch, signal))
+        for step, batch in enumerate(self._agreed_batches(bar, signal)):
             rng = np.random.default_rng(derive_seed(self.options.seed, VALIDATION_TAG, epoch, step, self.dist.rank))
             image, target, points, gra, text = self._inputs(batch, signal)
             prev, points = self._simulate_clicks(image, target, points, gra, text, rng)
