@@ -3,6 +3,7 @@
     python train.py configs/train/graco_vit_base448_mmt_fmg.yaml --enable_lora \\
         --weights weights/simpleclick/sbd_vit_base.pth --part_path proposals/pascalpart_fmg.pkl
     torchrun --nproc_per_node 4 train.py ...          # several GPUs; --nnodes/--node_rank for several nodes
+    python -m torch.distributed.launch --nproc_per_node 4 train.py ...   # the published launcher (--local_rank)
 
 Each run writes ``<EXPS_PATH>/<config name>/<NNN>_<exp-name>/`` with ``checkpoints/`` (``last_checkpoint``,
 ``<epoch>`` and the resumable ``training_state.pt``), ``logs/`` (tensorboard), ``vis/`` and ``train.log``.
@@ -41,8 +42,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--lora_switch_epoch", type=int, default=None,
                         help="first epoch of the slider branch (default: the config's, 55)")
     parser.add_argument("--upsample", default=None, choices=("x1", "x2", "x4"), help="head upsampling")
-    parser.add_argument("--random-split", action="store_true", help="random patch split instead of windows")
-    parser.add_argument("--layerwise-decay", action="store_true", help="layer-wise learning-rate decay 0.75")
+    parser.add_argument("--random-split", action="store_true",
+                        help="attention over randomly shuffled token chunks in every block instead of windows")
+    parser.add_argument("--layerwise-decay", action="store_true",
+                        help="layer-wise learning-rate decay 0.75 and weight decay 0.02")
+    parser.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None,
+                        help="set by python -m torch.distributed.launch (torchrun sets LOCAL_RANK instead)")
+    parser.add_argument("--validation", action=argparse.BooleanOptionalAction, default=None,
+                        help="a validation pass (loss, AdaptiveIoU) after every epoch on DATA.val_split "
+                             "(default: the config's TRAIN.validation, false as in the published runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of everything random in the run")
     parser.add_argument("--epochs", type=int, default=None, help="number of epochs (default: the config's)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast on GPUs")
@@ -82,7 +90,7 @@ def main(argv=None) -> int:
         fail(f"{requested} GPUs: start one process per GPU with "
              f"`torchrun --nproc_per_node {requested} train.py {args.model_path} ...`")
 
-    dist = distributed.init_distributed(args.cpu, gpu_ids)
+    dist = distributed.init_distributed(args.cpu, gpu_ids, local_rank=args.local_rank)
     config_name = Path(args.model_path).stem
     exps_root = Path(paths.get("EXPS_PATH", "./experiments"))
     exp_dir: Optional[Path] = None
@@ -102,14 +110,16 @@ def main(argv=None) -> int:
         train_set, signals = build_train_set(config, paths, part_path=args.part_path)
         options = trainer_options(config, workers=args.workers, seed=args.seed, bf16=args.bf16,
                                   max_iterations=args.max_iterations, layerwise_decay=args.layerwise_decay,
-                                  batch_size=args.batch_size)
+                                  batch_size=args.batch_size, validation=args.validation)
+        val_set = (build_train_set(config, paths, part_path=args.part_path, validation=True)[0]
+                   if options.validation else None)
         schedule = GCLSchedule.from_config(config.get("TRAIN", {}), args.enable_lora, signals, epochs=args.epochs,
                                            switch_epoch=args.lora_switch_epoch)
         if args.enable_lora and any(schedule.signal(e) == PHRASE for e in range(schedule.epochs)):
             if model.phrase_encoder is None:
                 raise SetupError("the schedule trains the phrase branch but the model has no phrase input")
             model.phrase_encoder.ensure_loaded()
-        trainer = GCLTrainer(model, train_set, schedule, exp_dir, dist, options, args.enable_lora)
+        trainer = GCLTrainer(model, train_set, schedule, exp_dir, dist, options, args.enable_lora, val_set)
         _resume(trainer, exp_dir, args)
         trainer.fit()
         _check_ranks_agree(trainer, dist)

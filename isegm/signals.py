@@ -22,6 +22,15 @@ CLIP_TOKENIZER = "ViT-B-32"
 CLIP_CONTEXT_LENGTH = 77
 
 
+def round_granularity(value: float) -> float:
+    """Round a granularity ratio to one decimal the way the published trie and generator do: numpy's rounding of a
+    float64 (``rint(10 x) / 10``, halves to even), not Python's ``round`` (which rounds the exact binary value):
+    0.15, 0.35, 0.45, 0.65, 0.95 give 0.2, 0.4, 0.4, 0.6, 1.0."""
+    import numpy as np
+
+    return float(np.round(np.float64(value), 1))
+
+
 def check_granularity(value: float) -> float:
     """Return ``value`` as a float, or raise ``ValueError`` when it is not a number in [0, 1]."""
     try:

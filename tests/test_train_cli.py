@@ -130,7 +130,6 @@ def test_two_gloo_processes_train_in_step(run_dir):
     (("--part_path", "/nonexistent.pkl"), "--part_path: no proposals file"),
     (("--weights", "/nonexistent.pth"), "weights not found"),
     (("--gpus", "0,1"), "torchrun --nproc_per_node 2"),
-    (("--random-split",), "--random-split is not implemented"),
 ])
 def test_train_cli_bad_input_is_one_line(run_dir, extra, message):
     result = run(train_command(run_dir, *extra))

@@ -152,10 +152,12 @@ def test_sbd_instances(tmp_path):
     dataset = SBDTrainingDataset(tmp_path)
     assert len(dataset) == 2 and dataset.signals == (NO_SIGNAL, SLIDER)
     drawn = targets(dataset, 0, NO_SIGNAL)
-    assert {t.sample_id for t in drawn} == {"2008_000001:1", "2008_000001:2"}
+    assert {t.sample_id for t in drawn} == {"2008_000001:1,2"}  # every usable instance; the sampler picks
     for t in drawn:
         assert t.gra is None and t.phrase is None and t.image.shape == (H, W, 3) and t.mask.dtype == np.uint8
-        np.testing.assert_array_equal(t.mask, instances == int(t.sample_id.rsplit(":", 1)[1]))
+        for label, value in enumerate((1, 2), start=1):
+            np.testing.assert_array_equal(t.instances == label, instances == value)
+        np.testing.assert_array_equal(t.mask, t.instances > 0)
     assert same(dataset.target(1, np.random.default_rng(7), NO_SIGNAL),
                 dataset.target(1, np.random.default_rng(7), NO_SIGNAL))
     assert all(t.gra == 1.0 for t in targets(dataset, 0, SLIDER, range(5)))  # no proposals: whole instance
@@ -231,14 +233,12 @@ def test_coco_instances(tmp_path):
     dataset = CocoInstanceDataset(annotation_file, tmp_path / "images")
     assert len(dataset) == 2 and dataset.image_ids == ["000001", "000002"]
     drawn = targets(dataset, 0, NO_SIGNAL)
-    assert {t.sample_id for t in drawn} == {"000001:10", "000001:11"}   # crowd and empty never targets
+    assert {t.sample_id for t in drawn} == {"000001:10,11"}   # crowd and empty never targets
     for t in drawn:
         assert t.ignore is not None and t.ignore[20:].all() and not t.ignore[:20].any()
         assert t.gra is None
-        if t.sample_id == "000001:11":
-            np.testing.assert_array_equal(t.mask, box(slice(10, 20), slice(12, 30)))
-        else:
-            assert t.mask[3:7, 3:9].all() and not t.mask[10:].any()
+        np.testing.assert_array_equal(t.instances == 2, box(slice(10, 20), slice(12, 30)))
+        assert (t.instances[3:7, 3:9] == 1).all() and not (t.instances[10:] == 1).any()
     slider = dataset.target(1, np.random.default_rng(0), SLIDER)
     assert slider.gra == 1.0 and slider.ignore is None and slider.mask.all()
     assert same(dataset.target(0, np.random.default_rng(5), NO_SIGNAL),

@@ -1,7 +1,7 @@
 """Turns training targets into network inputs: augmentation, clicks and phrase tokens for one sample."""
 import logging
 import random
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from ..signals import CLIP_CONTEXT_LENGTH, tokenize_phrases
 logger = logging.getLogger(__name__)
 SampleKey = Tuple[int, int, str]  # (image index, sample seed, signal)
 MAX_AUGMENT_TRIES = 10
-IGNORE_VALUE = 2  # value of ignored pixels in the augmented mask (0 background, 1 target)
+IGNORE_LABEL = 255  # label of ignored pixels in the augmented label map (0 background, 1..254 objects)
 
 
 class ClickTrainingSet(torch.utils.data.Dataset):
@@ -24,15 +24,27 @@ class ClickTrainingSet(torch.utils.data.Dataset):
     (1 x H x W float32: 1 target, 0 background, -1 ignored), ``gra`` (float32, NaN without a granularity),
     ``text`` (77 int64 CLIP tokens, zeros without a phrase) and ``skipped`` (how many unreadable samples were
     replaced by the next image to give this one). Everything random comes from ``seed``.
+
+    As published: the sample is re-augmented while no object is left in the crop (at most ``MAX_AUGMENT_TRIES``
+    times; each try keeps an empty crop with probability ``keep_background_prob``), then objects smaller than
+    ``min_object_area`` pixels are dropped, so a target of 1 to ``min_object_area - 1`` pixels trains as empty
+    (no positive click, all background). ``reaugment_small`` instead re-augments while every object is smaller
+    than ``min_object_area`` and keeps what the last try gives, however small (this project's earlier rule).
+    ``sample_weights`` (or None) are the dataset's image sampling probabilities, for the sampler.
     """
 
     def __init__(self, targets: TargetDataset, augmentation, points_sampler: MultiPointSampler,
-                 min_object_area: int = 80, keep_background_prob: float = 0.01):
+                 min_object_area: int = 80, keep_background_prob: float = 0.01, reaugment_small: bool = False):
         self.targets = targets
         self.augmentation = augmentation
         self.points_sampler = points_sampler
         self.min_object_area = min_object_area
         self.keep_background_prob = keep_background_prob
+        self.reaugment_small = reaugment_small
+
+    @property
+    def sample_weights(self) -> Optional[np.ndarray]:
+        return getattr(self.targets, "sample_weights", None)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -41,11 +53,17 @@ class ClickTrainingSet(torch.utils.data.Dataset):
         index, seed, signal = key
         rng = np.random.default_rng(seed)
         target, skipped = self._read_target(int(index), rng, signal)
-        image, mask = self._augment(target, rng)
-        ignore = mask == IGNORE_VALUE
-        objects = mask == 1
-        points = self.points_sampler.sample(objects, rng, ignore=ignore)
-        instances = objects.astype(np.float32)
+        image, labels = self._augment(target, rng)
+        ignore = labels == IGNORE_LABEL
+        smallest = 1 if self.reaugment_small else self.min_object_area
+        objects = [labels == value for value in object_labels(labels) if np.count_nonzero(labels == value) >= smallest]
+        chosen = self.points_sampler.choose_objects(len(objects), rng)
+        pieces = [objects[i] for i in chosen]
+        target_mask = np.logical_or.reduce(pieces) if pieces else np.zeros(labels.shape, bool)
+        rest = [objects[i] for i in range(len(objects)) if i not in chosen]
+        others = np.logical_or.reduce(rest) if rest else None
+        points = self.points_sampler.sample(target_mask, rng, ignore=ignore, others=others, pieces=pieces)
+        instances = target_mask.astype(np.float32)
         instances[ignore] = -1
         return {
             "images": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0,
@@ -67,18 +85,18 @@ class ClickTrainingSet(torch.utils.data.Dataset):
         raise SampleError("no training sample could be read")
 
     def _augment(self, target: TrainTarget, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
-        """Augmented image (H x W x 3 uint8) and mask (0, 1, IGNORE_VALUE); retried while the target is smaller
-        than ``min_object_area`` pixels, unless kept as a background sample (``keep_background_prob``)."""
-        mask = (target.mask > 0).astype(np.uint8)
-        if target.ignore is not None:
-            mask[target.ignore.astype(bool)] = IGNORE_VALUE
+        """Augmented image (H x W x 3 uint8) and label map (0 background, 1..K objects, IGNORE_LABEL)."""
+        labels = target_labels(target)
         if self.augmentation is None:
-            return target.image, mask
+            return target.image, labels
         for _ in range(MAX_AUGMENT_TRIES):
             seed = int(rng.integers(2**31))  # one stream for the whole pipeline: transforms draw independently
             self.augmentation.set_random_state(np.random.default_rng(seed), random.Random(seed))
-            out = self.augmentation(image=target.image, mask=mask)
-            if (out["mask"] == 1).sum() >= self.min_object_area or rng.random() < self.keep_background_prob:
+            out = self.augmentation(image=target.image, mask=labels)
+            areas = np.bincount(out["mask"].ravel(), minlength=IGNORE_LABEL + 1)[1:IGNORE_LABEL]
+            largest = int(areas.max()) if areas.size else 0
+            enough = largest >= self.min_object_area if self.reaugment_small else largest > 0
+            if enough or rng.random() < self.keep_background_prob:
                 break
         return out["image"], out["mask"]
 
@@ -87,3 +105,22 @@ class ClickTrainingSet(torch.utils.data.Dataset):
         if phrase is None:
             return torch.zeros(CLIP_CONTEXT_LENGTH, dtype=torch.long)
         return tokenize_phrases(phrase)[0]
+
+
+def target_labels(target: TrainTarget) -> np.ndarray:
+    """H x W uint8 label map of a target: its objects 1..K (``instances``, or the mask as object 1), 0 background,
+    ``IGNORE_LABEL`` on ignored pixels."""
+    if target.instances is not None:
+        if int(target.instances.max(initial=0)) >= IGNORE_LABEL:
+            raise SampleError(f"{target.sample_id}: more than {IGNORE_LABEL - 1} objects in one sample")
+        labels = target.instances.astype(np.uint8)
+    else:
+        labels = (target.mask > 0).astype(np.uint8)
+    if target.ignore is not None:
+        labels[target.ignore.astype(bool)] = IGNORE_LABEL
+    return labels
+
+
+def object_labels(labels: np.ndarray) -> List[int]:
+    """The object labels present in a label map (not background, not ignored), ascending."""
+    return [int(v) for v in np.unique(labels) if 0 < v < IGNORE_LABEL]

@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..signals import GRANULARITY_LEVELS
+from ..signals import GRANULARITY_LEVELS, round_granularity
 
 logger = logging.getLogger(__name__)
 
@@ -167,11 +167,12 @@ def build_mask_trie(object_mask: np.ndarray, parts: Sequence[Tuple[str, np.ndarr
 
 
 def node_granularity(mask: np.ndarray, object_mask: np.ndarray) -> float:
-    """Scale granularity of a node: ``area(mask) / area(object)`` rounded to 0.1, within [0.1, 1.0]."""
+    """Scale granularity of a node: ``area(mask) / area(object)`` rounded to 0.1 as published
+    (:func:`isegm.signals.round_granularity`), within [0.1, 1.0]."""
     object_area = int(np.count_nonzero(object_mask))
     if object_area == 0:
         raise ValueError("the object mask is empty")
-    ratio = round(int(np.count_nonzero(mask)) / object_area, 1)
+    ratio = round_granularity(np.float64(np.count_nonzero(mask)) / np.float64(object_area))
     return float(min(max(ratio, GRANULARITY_LEVELS[0]), GRANULARITY_LEVELS[-1]))
 
 

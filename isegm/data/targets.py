@@ -23,7 +23,11 @@ class TrainTarget:
     * ignore: H x W bool of pixels that count neither way (or None);
     * gra: scale granularity in {0.1, ..., 1.0} for the slider signal (None otherwise);
     * phrase: the part name for the phrase signal (None otherwise);
-    * sample_id: a name for logs.
+    * sample_id: a name for logs;
+    * instances: for a sample of several whole objects (SBD, COCO instances), H x W uint8 labels 1..K of every
+      usable object (0 background); the click training set then picks the target after augmentation (one
+      object, or with the sampler's ``merge_objects_prob`` several merged) and the others take negative clicks.
+      ``mask`` is then their union. None for a single target.
     """
 
     image: np.ndarray
@@ -32,6 +36,7 @@ class TrainTarget:
     gra: Optional[float] = None
     phrase: Optional[str] = None
     sample_id: str = ""
+    instances: Optional[np.ndarray] = None
 
 
 class TargetDataset(torch.utils.data.Dataset):

@@ -29,13 +29,14 @@ def launched_by_torchrun() -> bool:
 
 
 def init_distributed(use_cpu: bool, gpu_ids: Optional[Sequence[int]] = None,
-                     timeout: Optional[timedelta] = None) -> DistInfo:
-    """Join the torchrun process group (if any) and pick this process's device: ``gpu_ids[local_rank]`` (or the
-    local rank) on GPUs, the CPU with ``use_cpu``. ``timeout``: how long a collective waits for the slowest rank
-    (torch's default when None)."""
+                     timeout: Optional[timedelta] = None, local_rank: Optional[int] = None) -> DistInfo:
+    """Join the torchrun (or ``python -m torch.distributed.launch``) process group, if any, and pick this
+    process's device: ``gpu_ids[local_rank]`` (or the local rank) on GPUs, the CPU with ``use_cpu``. The local
+    rank is ``LOCAL_RANK`` from the environment, else ``local_rank`` (the launcher's ``--local_rank``).
+    ``timeout``: how long a collective waits for the slowest rank (torch's default when None)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", local_rank if local_rank is not None else 0))
     if use_cpu or not torch.cuda.is_available():
         device = torch.device("cpu")
     else:

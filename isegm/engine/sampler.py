@@ -1,5 +1,5 @@
 """Deterministic, resumable, rank-sharded sampling of training keys ``(index, seed, signal)``."""
-from typing import Callable, Iterator, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -17,11 +17,12 @@ class GCLSampler(torch.utils.data.Sampler):
     draws with replacement), cut to a whole number of global batches; rank r takes every world-th key starting at
     r. Each key carries a sample seed derived from (seed, epoch, position), so a sample is the same whichever
     worker, rank or restart draws it, and the epoch's signal, so that workers never hold their own notion of
-    it. ``set_epoch(epoch, start_batch)`` skips the batches a resumed run already trained on.
+    it. With ``weights`` (image sampling probabilities, e.g. the published SBD sample scores) the epoch's images
+    are drawn with replacement with those probabilities. ``set_epoch(epoch, start_batch)`` skips the batches a resumed run already trained on.
     """
 
     def __init__(self, num_images: int, batch_size: int, seed: int, signal_for_epoch: Callable[[int], str],
-                 rank: int = 0, world_size: int = 1, epoch_len: int = -1):
+                 rank: int = 0, world_size: int = 1, epoch_len: int = -1, weights: Optional[np.ndarray] = None):
         if num_images < 1:
             raise ValueError("the training set is empty")
         self.num_images = num_images
@@ -30,6 +31,7 @@ class GCLSampler(torch.utils.data.Sampler):
         self.signal_for_epoch = signal_for_epoch
         self.rank, self.world_size = rank, world_size
         self.epoch_len = epoch_len
+        self.weights = None if weights is None else np.asarray(weights, np.float64)
         self.epoch, self.start_batch = 0, 0
         if self.batches_per_epoch < 1:
             raise ValueError(f"{self._draws} training samples do not fill one batch of "
@@ -51,7 +53,9 @@ class GCLSampler(torch.utils.data.Sampler):
 
     def __iter__(self) -> Iterator[Tuple[int, int, str]]:
         rng = np.random.default_rng(derive_seed(self.seed, self.epoch))
-        if self.epoch_len > 0:
+        if self.weights is not None:
+            order = rng.choice(self.num_images, size=self._draws, p=self.weights)
+        elif self.epoch_len > 0:
             order = rng.integers(self.num_images, size=self.epoch_len)
         else:
             order = rng.permutation(self.num_images)

@@ -5,7 +5,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -21,6 +21,7 @@ from ..signals import PHRASE, SLIDER
 from ..utils.files import atomic_write
 from ..utils.vis import NEGATIVE_COLOUR, POSITIVE_COLOUR, draw_probmap
 from .click_simulation import add_correction_clicks
+from .metrics import AdaptiveIoU
 from .distributed import DistInfo, all_reduce_mean, average_gradients, broadcast_parameters
 from .sampler import GCLSampler, derive_seed
 from .schedule import GCLSchedule
@@ -28,10 +29,16 @@ from .schedule import GCLSchedule
 logger = logging.getLogger(__name__)
 STATE_FORMAT = "graco-train-state/1"
 STATE_FILE = "training_state.pt"
+LAYERWISE_WEIGHT_DECAY = 0.02  # published optimizer with --layerwise-decay (1-D parameters get none)
+VALIDATION_TAG = 7             # seeds the validation draws: derive_seed(seed, VALIDATION_TAG, ...)
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+class RankFailed(ValueError):
+    """A rank met an error (bad sample, unreadable data); every rank stops with the same one-line message."""
 
 
 @dataclass
@@ -51,8 +58,12 @@ class TrainOptions:
     image_dump_interval: int = 300       # iterations between image dumps (0: never)
     log_interval: int = 10               # iterations between tensorboard scalars
     bf16: bool = False                   # bf16 autocast on GPUs
-    layerwise_decay: float = 0.0         # > 0: backbone block i learns at lr * decay ** (depth - i)
+    layerwise_decay: float = 0.0         # > 0: backbone block i learns at lr * decay ** (depth - i), weight decay 0.02
     max_iterations: int = -1             # stop after this many iterations in all (tests, benchmarks)
+    prev_mask_drop_prob: float = 0.0     # after simulated clicks, zero the previous mask of a sample this often
+    freeze_list: Tuple[str, ...] = ()    # without LoRA: parameters whose name contains one of these stay frozen
+    validation: bool = False             # a validation pass (loss, AdaptiveIoU) after every epoch
+    val_epoch_len: int = 500             # validation samples per pass (drawn from the validation set)
 
 
 def branch_of(name: str) -> str:
@@ -65,11 +76,15 @@ class GCLTrainer:
 
     With ``enable_lora`` only the LoRA branches, the granularity embedding and the phrase projection learn (the
     base stays frozen); otherwise every parameter of the model learns (training a SimpleClick-style base).
-    Ranks average their gradients after each backward pass, so every rank holds the same weights.
+    Ranks average their gradients after each backward pass, so every rank holds the same weights; an error met by
+    one rank (a bad batch, an unreadable training set) stops every rank with that rank's message
+    (:class:`RankFailed`). With ``options.validation``, ``val_set`` is evaluated after every epoch
+    (:meth:`validate`).
     """
 
     def __init__(self, model: GraCoModel, train_set: ClickTrainingSet, schedule: GCLSchedule, exp_dir: Path,
-                 dist: DistInfo, options: TrainOptions, enable_lora: bool):
+                 dist: DistInfo, options: TrainOptions, enable_lora: bool,
+                 val_set: Optional[ClickTrainingSet] = None):
         if options.batch_size % dist.world_size:
             raise ValueError(f"batch size {options.batch_size} is not divisible by {dist.world_size} processes")
         self.model = model.to(dist.device)
@@ -85,10 +100,20 @@ class GCLTrainer:
         broadcast_parameters(self.params.values())
         self.optimizer = self._build_optimizer()
         self.sampler = GCLSampler(len(train_set), self.batch_per_rank, options.seed, schedule.signal,
-                                  dist.rank, dist.world_size)
+                                  dist.rank, dist.world_size, weights=train_set.sample_weights)
         self.loader = torch.utils.data.DataLoader(
             train_set, batch_size=self.batch_per_rank, sampler=self.sampler, num_workers=options.workers,
             pin_memory=dist.device.type == "cuda", drop_last=False)
+        self.val_loader = None
+        if options.validation:
+            if val_set is None:
+                raise ValueError("validation is on but there is no validation set")
+            self.val_sampler = GCLSampler(len(val_set), self.batch_per_rank,
+                                          derive_seed(options.seed, VALIDATION_TAG), schedule.signal, dist.rank,
+                                          dist.world_size, epoch_len=options.val_epoch_len)
+            self.val_loader = torch.utils.data.DataLoader(
+                val_set, batch_size=self.batch_per_rank, sampler=self.val_sampler, num_workers=options.workers,
+                pin_memory=dist.device.type == "cuda", drop_last=False)
         self.epoch, self.next_batch, self.global_step = 0, 0, 0
         self.history: List[Dict[str, float]] = []  # loss and training IoU of every iteration this process ran
         self.writer = None
@@ -115,21 +140,39 @@ class GCLTrainer:
         model.requires_grad_(True)
         if model.phrase_encoder is not None and model.phrase_encoder.text is not None:
             model.phrase_encoder.text.requires_grad_(False)
+        for name, param in model.named_parameters():  # published freeze_list: substrings of parameter names
+            if any(key in name for key in self.options.freeze_list):
+                param.requires_grad_(False)
         return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
-        groups: Dict[Tuple[str, float], List[torch.nn.Parameter]] = {}
-        depth = self.model.cfg.depth
+        """Adam over the trainable parameters, grouped by branch. With layer-wise decay (the published
+        ``param_groups_lrd``): backbone block i learns at lr * decay ** (depth - i), the patch and position
+        embeddings at lr * decay ** (depth + 1), and every parameter but 1-D ones and the position embedding
+        gets weight decay 0.02."""
+        groups: Dict[Tuple[str, float, float], List[torch.nn.Parameter]] = {}
         for name, param in self.params.items():
-            mult = 1.0
-            if self.options.layerwise_decay > 0 and name.startswith("backbone.blocks."):
-                block = int(name.split(".")[2])
-                mult = self.options.layerwise_decay ** (depth - block)
-            groups.setdefault((branch_of(name), mult), []).append(param)
-        param_groups = [{"params": ps, "branch": branch, "lr_mult": mult, "lr": self.schedule.lr * mult}
-                        for (branch, mult), ps in groups.items()]
+            mult, weight_decay = 1.0, 0.0
+            if self.options.layerwise_decay > 0:
+                mult = self.options.layerwise_decay ** self._layer_depth(name)
+                no_decay = param.ndim == 1 or name == "backbone.pos_embed"
+                weight_decay = 0.0 if no_decay else LAYERWISE_WEIGHT_DECAY
+            groups.setdefault((branch_of(name), mult, weight_decay), []).append(param)
+        param_groups = [{"params": ps, "branch": branch, "lr_mult": mult, "lr": self.schedule.lr * mult,
+                         "weight_decay": weight_decay}
+                        for (branch, mult, weight_decay), ps in groups.items()]
         return torch.optim.Adam(param_groups, lr=self.schedule.lr, betas=tuple(self.options.betas),
                                 eps=self.options.eps)
+
+    def _layer_depth(self, name: str) -> int:
+        """Layer-wise decay exponent of a parameter: depth - i for backbone block i, depth + 1 for the backbone's
+        patch and position embeddings, 0 elsewhere."""
+        depth = self.model.cfg.depth
+        if name.startswith("backbone.blocks."):
+            return depth - int(name.split(".")[2])
+        if name.startswith(("backbone.patch_embed.", "backbone.pos_embed")):
+            return depth + 1
+        return 0
 
     def _set_learning_rate(self, epoch: int) -> Dict[str, float]:
         lr = self.schedule.learning_rate(epoch)
@@ -222,7 +265,7 @@ class GCLTrainer:
         bar = tqdm(self.loader, desc=f"Epoch {epoch} [{signal}]", disable=not self.dist.is_main,
                    dynamic_ncols=True, leave=False)
         started, images, skipped, loss_sum, iou_sum, steps = time.perf_counter(), 0, 0, 0.0, 0.0, 0
-        for batch in bar:
+        for batch in self._agreed_batches(bar, signal):
             losses = self._step(batch, signal)
             self.next_batch += 1
             self.global_step += 1
@@ -260,36 +303,128 @@ class GCLTrainer:
                     self.save_weights(f"{epoch:03d}")
             self.epoch, self.next_batch = epoch + 1, 0
         self.save_state()
+        if finished and self.val_loader is not None:
+            self.validate(epoch)
         return iterations_left
 
-    def _step(self, batch: Dict[str, torch.Tensor], signal: str) -> Dict[str, float]:
+    def _agreed_batches(self, loader, signal: str) -> Iterator[Dict[str, torch.Tensor]]:
+        """The batches of ``loader``, each only once every rank has read a good one (see
+        :meth:`_stop_if_any_rank_failed`); every rank has the same number of batches."""
+        batches = iter(loader)
+        while True:
+            batch, error = None, None
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except Exception as exc:  # an unreadable training set, a worker that died: stop every rank
+                error = f"{type(exc).__name__}: {exc}"
+            if error is None:
+                error = self._check_batch(batch, signal)
+            self._stop_if_any_rank_failed(error)
+            yield batch
+
+    def _check_batch(self, batch: Dict[str, torch.Tensor], signal: str) -> Optional[str]:
+        """What is wrong with this rank's batch for the epoch's signal (None when nothing)."""
+        if signal == SLIDER and torch.isnan(batch["gra"]).any():
+            return (f"a slider sample has no granularity at epoch {self.epoch}, iteration {self.next_batch}; the "
+                    f"dataset must give one for the slider signal")
+        return None
+
+    def _stop_if_any_rank_failed(self, error: Optional[str]) -> None:
+        """Raise :class:`RankFailed` on every rank, with the first failing rank's message, when any rank met an
+        error; otherwise return. One small all-reduce per iteration, so no rank waits in a later collective."""
+        if not self.dist.distributed:
+            if error is not None:
+                raise RankFailed(f"{error}; training stopped, {self._last_good()}")
+            return
+        flag = torch.tensor([0.0 if error is None else 1.0], device=self.dist.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item() == 0:
+            return
+        messages: List[Optional[str]] = [None] * self.dist.world_size
+        torch.distributed.all_gather_object(messages, error)
+        rank = next(r for r, message in enumerate(messages) if message is not None)
+        raise RankFailed(f"rank {rank}: {messages[rank]}; training stopped on all {self.dist.world_size} ranks, "
+                         f"{self._last_good()}")
+
+    @torch.no_grad()
+    def validate(self, epoch: int) -> Dict[str, float]:
+        """The published validation pass: ``val_epoch_len`` samples of the validation set with the epoch's
+        signal, 0 to ``max_num_next_clicks`` simulated clicks, the loss and :class:`AdaptiveIoU`; logged to
+        ``train.log`` and tensorboard (``Val/loss``, ``Val/AdaptiveIoU``). Draws come from their own seeds, so
+        the training stream (and an exact resume) is unchanged."""
+        signal = self.schedule.signal(epoch)
+        self.val_sampler.set_epoch(epoch)
+        self.model.eval()
+        metric = AdaptiveIoU()
+        loss_sum, steps = 0.0, 0
+        bar = tqdm(self.val_loader, desc=f"Validation {epoch}", disable=not self.dist.is_main, leave=False,
+                   dynamic_ncols=True)
+        for step, batch in enumerate(self._agreed_batches(bar, signal)):
+            rng = np.random.default_rng(derive_seed(self.options.seed, VALIDATION_TAG, epoch, step, self.dist.rank))
+            image, target, points, gra, text = self._inputs(batch, signal)
+            prev, points = self._simulate_clicks(image, target, points, gra, text, rng)
+            with self._autocast():
+                logits = self.model(self._net_input(image, prev), points, gra, text)["instances"]
+            loss_sum += self.loss_fn(logits.float(), target).mean().item()
+            steps += 1
+            metric.update(logits, target)
+        bar.close()
+        self.model.train()
+        totals = torch.tensor([loss_sum, float(steps), metric.iou_sum, float(metric.batches)], dtype=torch.float64,
+                              device=self.dist.device)
+        totals = all_reduce_mean(totals, self.dist.world_size)
+        loss, iou = (totals[0] / totals[1].clamp(min=1)).item(), (totals[2] / totals[3].clamp(min=1)).item()
+        if self.dist.is_main:
+            logger.info("epoch %d validation: loss %.4f, AdaptiveIoU %.4f (%d samples, %s signal)", epoch, loss, iou,
+                        int(totals[1].item() * self.dist.world_size * self.batch_per_rank), signal)
+            writer = self._writer()
+            writer.add_scalar("Val/loss", loss, epoch)
+            writer.add_scalar("Val/AdaptiveIoU", iou, epoch)
+        return {"loss": loss, "AdaptiveIoU": iou}
+
+    def _inputs(self, batch: Dict[str, torch.Tensor], signal: str):
         device = self.dist.device
-        rank_seed = derive_seed(self.options.seed, self.global_step, self.dist.rank)
-        rng = np.random.default_rng(rank_seed)
-        torch.manual_seed(rank_seed)  # dropout
         image = batch["images"].to(device, non_blocking=True)
         target = batch["instances"].to(device, non_blocking=True)
         points = batch["points"].to(device, non_blocking=True)
         gra = batch["gra"].to(device) if signal == SLIDER else None
         text = batch["text"].to(device) if signal == PHRASE else None
-        if gra is not None and torch.isnan(gra).any():
-            raise ValueError("a slider sample has no granularity; the dataset must give one for the slider signal")
+        return image, target, points, gra, text
 
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                                  enabled=self.options.bf16 and device.type == "cuda")
+    def _autocast(self):
+        device = self.dist.device
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.options.bf16 and device.type == "cuda")
+
+    def _simulate_clicks(self, image, target, points, gra, text, rng: np.random.Generator):
+        """0 to ``max_num_next_clicks`` correction clicks without gradient (model in eval mode), then, as
+        published, each previous mask zeroed with probability ``prev_mask_drop_prob``: (prev mask, clicks)."""
         prev = torch.zeros_like(image[:, :1])
         with torch.no_grad():
             num_clicks = int(rng.integers(self.options.max_num_next_clicks + 1))
             if num_clicks:
+                training = self.model.training
                 self.model.eval()
                 for click_index in range(1, num_clicks + 1):
-                    with autocast:
+                    with self._autocast():
                         logits = self.model(self._net_input(image, prev), points, gra, text)["instances"]
                     prev = torch.sigmoid(logits.float())
                     points = add_correction_clicks(prev, target, points, click_index, rng)
-                self.model.train()
+                self.model.train(training)
+                if self.options.prev_mask_drop_prob > 0:
+                    drop = torch.from_numpy(rng.random(prev.shape[0]) < self.options.prev_mask_drop_prob)
+                    prev[drop.to(prev.device)] = 0.0
+        return prev, points
 
-        with autocast:
+    def _step(self, batch: Dict[str, torch.Tensor], signal: str) -> Dict[str, float]:
+        rank_seed = derive_seed(self.options.seed, self.global_step, self.dist.rank)
+        rng = np.random.default_rng(rank_seed)
+        torch.manual_seed(rank_seed)  # dropout, and the random split's permutations
+        image, target, points, gra, text = self._inputs(batch, signal)
+        prev, points = self._simulate_clicks(image, target, points, gra, text, rng)
+
+        with self._autocast():
             logits = self.model(self._net_input(image, prev), points, gra, text)["instances"]
         loss = self.loss_fn(logits.float(), target).mean()
         loss_value = all_reduce_mean(loss.detach().reshape(1), self.dist.world_size).item()
@@ -354,4 +489,4 @@ class GCLTrainer:
                     [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
-__all__ = ["GCLTrainer", "TrainOptions", "TrainingDiverged", "branch_of"]
+__all__ = ["GCLTrainer", "RankFailed", "TrainOptions", "TrainingDiverged", "branch_of"]

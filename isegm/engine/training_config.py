@@ -9,8 +9,11 @@ from .schedule import CONFIG_TYPES as SCHEDULE_TYPES
 from .trainer import TrainOptions
 
 DATA_TYPES = {"dataset": str, "path": str, "annotations": str, "images": str, "split": str,
-              "crop_size": Tuple[int, int], "min_object_area": int, "keep_background_prob": float}
-POINTS_TYPES = {"max_num_points": int, "prob_gamma": float}
+              "crop_size": Tuple[int, int], "min_object_area": int, "keep_background_prob": float,
+              "reaugment_small": bool, "samples_scores_path": str, "samples_scores_gamma": float,
+              "val_split": str, "val_epoch_len": int}
+POINTS_TYPES = {"max_num_points": int, "prob_gamma": float, "merge_objects_prob": float,
+                "max_num_merged_objects": int}
 
 
 def read_training_config(path: PathLike) -> EasyDict:

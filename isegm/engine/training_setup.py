@@ -9,7 +9,7 @@ from easydict import EasyDict
 from ..data.click_training_set import ClickTrainingSet
 from ..data.points_sampler import MultiPointSampler
 from ..data.training import build_training_dataset
-from ..data.transforms import train_augmentation
+from ..data.transforms import train_augmentation, val_augmentation
 from ..model import GraCoModel, ModelConfig, load_model_config
 from ..model.checkpoint import CheckpointError, assign_weights, convert_published_state, read_checkpoint
 from .experiment import resolve_data_path
@@ -30,10 +30,10 @@ def model_config(config: EasyDict, upsample: Optional[str] = None, random_split:
         cfg = load_model_config(spec) if isinstance(spec, str) else ModelConfig.from_dict(dict(spec))
     except (FileNotFoundError, TypeError, ValueError) as error:
         raise SetupError(f"MODEL: {error}") from None
-    if random_split:
-        raise SetupError("--random-split is not implemented: this project trains with the window split")
     if upsample:
         cfg = dataclasses.replace(cfg, upsample=upsample)
+    if random_split:
+        cfg = dataclasses.replace(cfg, random_split=True)
     crop = config.get("DATA", {}).get("crop_size")
     if crop:
         cfg = dataclasses.replace(cfg, img_size=tuple(int(v) for v in crop))
@@ -78,10 +78,11 @@ def load_weights_checkpoint(model: GraCoModel, path: PathLike, base_only: bool =
     logger.info("loaded %d tensors from %s", len(state), path)
 
 
-def build_train_set(config: EasyDict, paths: Mapping[str, str], part_path: Optional[PathLike] = None
-                    ) -> Tuple[ClickTrainingSet, Sequence[str]]:
+def build_train_set(config: EasyDict, paths: Mapping[str, str], part_path: Optional[PathLike] = None,
+                    validation: bool = False) -> Tuple[ClickTrainingSet, Sequence[str]]:
     """The training set of the DATA entry (folders from ``paths``, the paths config) with the FMG proposals of
-    ``part_path``, and the signals it can serve."""
+    ``part_path``, and the signals it can serve. With ``validation``: the published validation set instead, the
+    ``val_split`` (default ``val``) of the same dataset with the validation augmentation, no image weighting."""
     data = config.get("DATA", {})
     kind = data.get("dataset", "pascalpart")
     # DATA key -> dataset argument: folder layouts (pascalpart, sbd) or a COCO annotation file + image folder
@@ -89,27 +90,42 @@ def build_train_set(config: EasyDict, paths: Mapping[str, str], part_path: Optio
     location = {arguments[key]: resolve_data_path(data[key], EasyDict(paths), f"DATA.{key}")
                 for key in arguments if key in data}
     if "dataset_path" in location:
-        location["split"] = data.get("split", "train")
+        location["split"] = data.get("val_split", "val") if validation else data.get("split", "train")
+    if "samples_scores_path" in data and not validation:
+        if kind != "sbd":
+            raise SetupError(f"DATA.samples_scores_path: only the sbd dataset takes image weights, not {kind}")
+        location["samples_scores_path"] = resolve_data_path(data.samples_scores_path, EasyDict(paths),
+                                                            "DATA.samples_scores_path")
+        location["samples_scores_gamma"] = float(data.get("samples_scores_gamma", 1.0))
     part_path = Path(part_path) if part_path else None
     if part_path is not None and not part_path.is_file():
         raise SetupError(f"--part_path: no proposals file at {part_path}")
+    if validation and kind == "sbd":
+        part_path = None  # the published SBD validation set has no proposals
     try:
         targets = build_training_dataset(kind, part_path=part_path, **location)
     except TypeError as error:
         raise SetupError(f"DATA: the {kind} dataset needs other keys ({error})") from None
     crop = tuple(int(v) for v in data.get("crop_size", (448, 448)))
     points = config.get("POINTS", {})
-    sampler = MultiPointSampler(int(points.get("max_num_points", 24)), float(points.get("prob_gamma", 0.8)))
-    train_set = ClickTrainingSet(targets, train_augmentation(crop), sampler,
+    sampler = MultiPointSampler(int(points.get("max_num_points", 24)), float(points.get("prob_gamma", 0.8)),
+                                merge_objects_prob=float(points.get("merge_objects_prob", 0.15)),
+                                max_num_merged_objects=int(points.get("max_num_merged_objects", 2)))
+    augmentation = val_augmentation(crop) if validation else train_augmentation(crop)
+    train_set = ClickTrainingSet(targets, augmentation, sampler,
                                  min_object_area=int(data.get("min_object_area", 80)),
-                                 keep_background_prob=float(data.get("keep_background_prob", 0.01)))
+                                 keep_background_prob=0.0 if validation else float(data.get("keep_background_prob",
+                                                                                            0.01)),
+                                 reaugment_small=bool(data.get("reaugment_small", False)))
     return train_set, tuple(targets.signals)
 
 
 def trainer_options(config: EasyDict, workers: int = 4, seed: int = 0, bf16: bool = False, max_iterations: int = -1,
-                    layerwise_decay: bool = False, batch_size: Optional[int] = None) -> TrainOptions:
+                    layerwise_decay: bool = False, batch_size: Optional[int] = None,
+                    validation: Optional[bool] = None) -> TrainOptions:
     """The TRAIN entry's trainer options with the run's choices; ``batch_size`` (global) overrides the config's,
-    ``layerwise_decay`` turns on the published decay of 0.75."""
+    ``layerwise_decay`` turns on the published decay of 0.75 (with weight decay 0.02), ``validation`` (when not
+    None) overrides the config's ``validation``; DATA ``val_epoch_len`` (default 500) sizes the validation."""
     train = config.get("TRAIN", {})
     defaults = TrainOptions()
     fields = {f.name for f in dataclasses.fields(TrainOptions)}
@@ -119,6 +135,11 @@ def trainer_options(config: EasyDict, workers: int = 4, seed: int = 0, bf16: boo
     values["betas"] = tuple(train.get("betas", defaults.betas))
     values.update(workers=workers, seed=seed, bf16=bf16, max_iterations=max_iterations,
                   layerwise_decay=0.75 if layerwise_decay else 0.0)
+    if "freeze_list" in values:
+        values["freeze_list"] = tuple(values["freeze_list"])
+    if validation is not None:
+        values["validation"] = validation
+    values["val_epoch_len"] = int(config.get("DATA", {}).get("val_epoch_len", defaults.val_epoch_len))
     if batch_size is not None and batch_size > 0:
         values["batch_size"] = batch_size
     return TrainOptions(**values)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..inference.clicker import Click, Clicker
 from ..inference.predictors import BasePredictor
-from ..signals import GRANULARITY_LEVELS
+from ..signals import GRANULARITY_LEVELS, round_granularity
 
 MIN_PART_GRANULARITY = GRANULARITY_LEVELS[0]
 
@@ -35,11 +35,6 @@ def area_ratio(part_mask: np.ndarray, object_mask: np.ndarray) -> float:
     if object_area == 0:
         raise ValueError("the object mask is empty")
     return float(np.float64(np.count_nonzero(part_mask)) / np.float64(object_area))
-
-
-def round_granularity(value: float) -> float:
-    """Round to one decimal as the published generator does (numpy's round: ``rint(10 x) / 10``)."""
-    return float(np.round(np.float64(value), 1))
 
 
 def scale_granularity(part_mask: np.ndarray, object_mask: np.ndarray, floor: float = MIN_PART_GRANULARITY) -> float:
@@ -58,11 +53,11 @@ def semantic_granularity(probs: np.ndarray, part_mask: np.ndarray, object_mask: 
     obj = np.asarray(object_mask).astype(bool)
     if not part.any():
         return 0.0
-    object_spread = float(np.ptp(probs[obj])) if obj.any() else 0.0
-    part_spread = float(np.ptp(probs[part]))
-    if object_spread <= 0.0:
+    object_spread = np.ptp(probs[obj]) if obj.any() else 0.0
+    if not object_spread > 0.0:
         return 1.0
-    return min(round(part_spread / object_spread, 1), 1.0)
+    # as published: the ratio in the maps' own precision, then Python's round (the scale uses round_granularity)
+    return min(round(float(np.ptp(probs[part]) / object_spread), 1), 1.0)
 
 
 def semantic_click_region(part_mask: np.ndarray) -> np.ndarray:

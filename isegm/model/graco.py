@@ -54,7 +54,7 @@ class GraCoModel(nn.Module):
         self.backbone = VisionTransformer(img_size=cfg.img_size, patch_size=cfg.patch_size,
                                           embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
                                           mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias,
-                                          granularity=cfg.granularity)
+                                          granularity=cfg.granularity, random_split=cfg.random_split)
         self.phrase_encoder = PhraseEncoder(cfg.embed_dim, cfg.clip_dim) if cfg.phrase else None
         self.neck = SimpleFPN(cfg.embed_dim, cfg.neck_out_dims)
         self.head = SegmentationHead(cfg.neck_out_dims, cfg.head_channels, dropout=cfg.head_dropout,

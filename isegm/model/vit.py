@@ -9,6 +9,7 @@ from .attention import Attention
 from .granularity import NUM_GRANULARITY_LEVELS, granularity_index
 
 WINDOW_PIXELS = 224  # attention windows cover the 224-px pretraining size
+RANDOM_SPLIT_TOKENS = 224 * 224  # published chunk of the random split (tokens, so one chunk below 3584 px square)
 
 
 def global_attention_blocks(depth: int) -> List[bool]:
@@ -76,8 +77,9 @@ class VisionTransformer(nn.Module):
 
     def __init__(self, img_size: Tuple[int, int] = (448, 448), patch_size: Tuple[int, int] = (16, 16),
                  embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, granularity: bool = False):
+                 qkv_bias: bool = True, granularity: bool = False, random_split: bool = False):
         super().__init__()
+        self.random_split = random_split
         self.patch_size = tuple(patch_size)
         self.patch_embed = PatchEmbed(img_size=tuple(img_size), patch_size=self.patch_size, in_chans=3,
                                       embed_dim=embed_dim, strict_img_size=False)
@@ -126,6 +128,8 @@ class VisionTransformer(nn.Module):
             x = x + phrase_tokens.unsqueeze(1)
         x = x + self.position_embedding(grid)
 
+        if self.random_split:
+            return self._random_split_blocks(x), grid
         windows = window_grid(grid, self.patch_size)
         in_windows = False
         for block, is_global in zip(self.blocks, self.global_blocks):
@@ -136,3 +140,18 @@ class VisionTransformer(nn.Module):
         if in_windows:
             x = from_windows(x, grid, windows)
         return x, grid
+
+    def _random_split_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """The published ``--random-split``: before every block the tokens of each image are shuffled (a fresh
+        ``torch.rand`` permutation), cut into chunks of ``RANDOM_SPLIT_TOKENS`` tokens (the last chunk takes the
+        rest) that attend separately, and put back in place. B x N x C -> B x N x C."""
+        batch, count, channels = x.shape
+        chunks = max(1, count // RANDOM_SPLIT_TOKENS)
+        for block in self.blocks:
+            order = torch.argsort(torch.rand(batch, count, device=x.device), dim=1)
+            restore = torch.argsort(order, dim=1)
+            x = torch.gather(x, 1, order.unsqueeze(-1).expand(-1, -1, channels))
+            bounds = [i * RANDOM_SPLIT_TOKENS for i in range(chunks)] + [count]
+            x = torch.cat([block(x[:, start:end]) for start, end in zip(bounds[:-1], bounds[1:])], dim=1)
+            x = torch.gather(x, 1, restore.unsqueeze(-1).expand(-1, -1, channels))
+        return x

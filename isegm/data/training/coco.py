@@ -11,7 +11,7 @@ from ..io import DatasetError, PathLike, SampleError, read_rgb_image
 from ...signals import NO_SIGNAL, SLIDER
 from ..targets import TargetDataset, TrainTarget
 from .common import ProposalSource, check_target, unknown_signal
-from .instances import choose_instance
+from .instances import instance_labels
 from .proposals import BUGGY_MASK_THRESH
 
 logger = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ class CocoInstanceDataset(TargetDataset):
     ``annotations[{image_id, segmentation, iscrowd}]``); images are read from ``images_dir / file_name``.
     ``part_path`` is an optional proposal pickle keyed by the ``file_name`` stem (``000123.jpg`` -> ``000123``).
 
-    * ``none``: one non-crowd instance drawn uniformly among those that pass the buggy-mask filter;
-      crowd regions (``iscrowd`` 1) outside it are returned as ``ignore``;
+    * ``none``: the non-crowd instances that pass the buggy-mask filter (``TrainTarget.instances``; the click
+      training set picks the target); crowd regions (``iscrowd`` 1) outside them are returned as ``ignore``;
     * ``slider``: a proposal of the image (as for SBD), otherwise a whole instance with ``gra`` 1.0.
     """
 
@@ -118,7 +118,9 @@ class CocoInstanceDataset(TargetDataset):
                 crowd |= mask
             else:
                 instances.append((annotation.get("id"), mask))
-        instance_index, mask = choose_instance([m for _, m in instances], rng, self._buggy_mask_thresh, where)
-        ignore = crowd & (mask == 0) if crowd.any() else None
-        return check_target(TrainTarget(image, mask, ignore=ignore, gra=1.0 if signal == SLIDER else None,
-                                        sample_id=f"{image_id}:{instances[instance_index][0]}"), self.name)
+        labels, kept = instance_labels([m for _, m in instances], self._buggy_mask_thresh, where)
+        ignore = crowd & (labels == 0) if crowd.any() else None
+        ids = ",".join(str(instances[i][0]) for i in kept)
+        return check_target(TrainTarget(image, (labels > 0).astype(np.uint8), ignore=ignore, instances=labels,
+                                        gra=1.0 if signal == SLIDER else None, sample_id=f"{image_id}:{ids}"),
+                            self.name)

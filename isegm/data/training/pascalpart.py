@@ -7,7 +7,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ..mmt import MMT_GRANULARITY_WEIGHTS, PartNode, build_mask_trie, trie_granularities
-from ..io import PathLike, SampleError, read_list_file, read_pascalpart_anno, read_rgb_image, require_dir
+from ..io import DatasetError, PathLike, SampleError, read_list_file, read_pascalpart_anno, read_rgb_image, require_dir
 from ...signals import NO_SIGNAL, PHRASE, SLIDER
 from ..targets import TargetDataset, TrainTarget, table_weights
 from .common import ProposalSource, check_target, require_list_file, unknown_signal
@@ -65,11 +65,15 @@ class PascalPartTrainingDataset(TargetDataset):
 
     name = "PascalPart"
     signals = (PHRASE, SLIDER, NO_SIGNAL)
+    use_trie = True          # extend the parts by the MMT groups
+    takes_proposals = True   # slider targets from ``part_path``
     layout = ("<root>/ImageSets/Main/<split>.txt or part_<split>.txt (image ids), <root>/JPEGImages/<id>.jpg, "
               "<root>/Annotations_Part/<id>.mat (PASCAL-Part anno struct)")
 
     def __init__(self, dataset_path: PathLike, split: str = "train", part_path: Optional[PathLike] = None,
                  buggy_mask_thresh: float = BUGGY_MASK_THRESH) -> None:
+        if part_path is not None and not self.takes_proposals:
+            raise DatasetError(f"{self.name}: this training set takes no proposals (--part_path)")
         root = Path(dataset_path)
         self._images_dir = root / "JPEGImages"
         self._anno_dir = root / "Annotations_Part"
@@ -90,11 +94,12 @@ class PascalPartTrainingDataset(TargetDataset):
         """The annotated objects of image ``index`` (SampleError when its annotation cannot be read)."""
         return read_pascalpart_objects(self._anno_dir / f"{self.image_ids[index]}.mat")
 
-    @staticmethod
-    def mask_trie(obj: PascalPartObject) -> Tuple[List[PartNode], List[float]]:
-        """The MMT nodes of ``obj`` (published order: merged groups, whole object, parts) and their
-        granularities."""
+    def mask_trie(self, obj: PascalPartObject) -> Tuple[List[PartNode], List[float]]:
+        """The candidate nodes of ``obj`` and their granularities: the MMT nodes (published order: merged
+        groups, whole object, parts), or without the trie the whole object and its parts."""
         nodes = build_mask_trie(obj.mask, obj.parts, object_name=obj.class_name)
+        if not self.use_trie:
+            nodes = [node for node in nodes if not node.is_group]
         return nodes, trie_granularities(nodes, obj.mask)
 
     def target(self, index: int, rng: np.random.Generator, signal: str) -> TrainTarget:
@@ -135,3 +140,20 @@ class PascalPartTrainingDataset(TargetDataset):
         if not usable:
             raise SampleError(f"{self.name}: {image_id} has no annotated object")
         return usable
+
+
+class PascalPartPartsDataset(PascalPartTrainingDataset):
+    """The published ``PascalPartDataset`` ablation: the whole object and its annotated parts as targets (no
+    MMT groups, no proposals); the slider epochs train on the same targets with their granularities."""
+
+    name = "PascalPart (parts)"
+    use_trie = False
+    takes_proposals = False
+
+
+class PascalPartFMGDataset(PascalPartTrainingDataset):
+    """The published ``PascalPartFMGDataset`` ablation: the whole object and its parts for the phrase signal
+    (no MMT groups), the FMG proposals of ``part_path`` for the slider signal."""
+
+    name = "PascalPart (FMG)"
+    use_trie = False

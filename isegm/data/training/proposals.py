@@ -9,6 +9,12 @@ File layout (compatible with the published proposal pickle)::
 ``gra[:, SEMANTIC_COLUMN]`` is the semantic granularity (ratio of one-click probability ranges, part vs object)
 and ``gra[:, SCALE_COLUMN]`` the scale granularity (area ratio rounded to 0.1; 0.0 for an empty proposal): the
 published generator writes ``[semantic, scale]`` and the published training datasets use column 1, the scale.
+Files of the published generator are read as the published training reads them: a NaN semantic value (written
+when a prediction has no probability spread) is kept and counted, and a 1-D ``gra`` of N values (the older
+published layout) is the scale column (the semantic column is then NaN).
+
+Writing stores every array as ``numpy.ndarray(shape, dtype string, bytearray)``, which numpy 1.x and 2.x both
+unpickle (a plain ``pickle.dump`` under numpy 2 names ``numpy._core``, which numpy before 1.26 cannot import).
 
 Reading never runs code from the file: a restricted unpickler accepts numpy arrays, numpy dtypes/scalars and
 plain builtin containers only, and refuses anything else with :class:`UnsafePickleError`.
@@ -65,6 +71,21 @@ class _RestrictedUnpickler(pickle.Unpickler):
                                 f"and plain builtin values")
 
 
+def _rebuild_array_args(array: np.ndarray) -> tuple:
+    """Arguments of ``numpy.ndarray(shape, dtype, buffer)`` that rebuild ``array`` (a writable copy)."""
+    array = np.ascontiguousarray(array)
+    return array.shape, array.dtype.str, bytearray(array.tobytes())
+
+
+class _PortablePickler(pickle.Pickler):
+    """Pickles numpy arrays through ``numpy.ndarray`` itself, a name numpy 1.x and 2.x share."""
+
+    def reducer_override(self, obj):
+        if type(obj) is np.ndarray and obj.dtype.kind in "biuf":
+            return np.ndarray, _rebuild_array_args(obj)
+        return NotImplemented
+
+
 def safe_load_pickle(data: bytes, source: str = "<bytes>"):
     """Unpickle ``data`` with the restricted unpickler (numpy arrays, dtypes, scalars and builtin containers)."""
     try:
@@ -88,11 +109,18 @@ def _check_entry(image_id: object, entry: object, source: str) -> Tuple[str, Dic
     if masks.ndim != 3 or masks.dtype.kind not in "buif":
         raise ProposalError(f"{source}: entry {image_id!r}: 'mask' must be an N x H x W number array, got "
                             f"shape {masks.shape} dtype {masks.dtype}")
+    if gras.dtype.kind in "fiu" and gras.shape == (masks.shape[0],):  # older published layout: the scale only
+        gras = np.stack([np.full(gras.shape, np.nan), gras.astype(np.float64)], axis=1)
     if gras.ndim != 2 or gras.shape != (masks.shape[0], 2) or gras.dtype.kind not in "fiu":
-        raise ProposalError(f"{source}: entry {image_id!r}: 'gra' must be an N x 2 number array with N = "
-                            f"{masks.shape[0]} (the masks), got shape {gras.shape} dtype {gras.dtype}")
-    if not np.isfinite(gras).all():
-        raise ProposalError(f"{source}: entry {image_id!r}: 'gra' has non-finite values")
+        raise ProposalError(f"{source}: entry {image_id!r}: 'gra' must be an N x 2 (semantic, scale) or N-long "
+                            f"(scale) number array with N = {masks.shape[0]} (the masks), got shape {gras.shape} "
+                            f"dtype {gras.dtype}")
+    if not np.isfinite(gras[:, SCALE_COLUMN]).all():
+        raise ProposalError(f"{source}: entry {image_id!r}: the scale granularity (column {SCALE_COLUMN}) has "
+                            f"non-finite values")
+    if np.isinf(gras[:, SEMANTIC_COLUMN]).any():
+        raise ProposalError(f"{source}: entry {image_id!r}: the semantic granularity (column {SEMANTIC_COLUMN}) "
+                            f"is infinite")
     return image_id, {"mask": masks, "gra": gras.astype(np.float64, copy=False)}
 
 
@@ -111,6 +139,10 @@ def read_proposals(path: PathLike) -> Proposals:
         raise ProposalError(f"{path}: a proposal file holds a dict {{image_id: {{'mask', 'gra'}}}}, "
                             f"not {type(loaded).__name__}")
     proposals = dict(_check_entry(image_id, entry, str(path)) for image_id, entry in loaded.items())
+    no_semantic = sum(int(np.isnan(e["gra"][:, SEMANTIC_COLUMN]).sum()) for e in proposals.values())
+    if no_semantic:
+        logger.info("%s: %d proposals have no semantic granularity (NaN or the 1-D scale-only layout); kept, "
+                    "training reads the scale column", path, no_semantic)
     logger.info("read proposals of %d images (%d masks) from %s", len(proposals),
                 sum(e["mask"].shape[0] for e in proposals.values()), path)
     return proposals
@@ -128,7 +160,7 @@ def write_proposals(path: PathLike, proposals: Mapping[str, Mapping[str, np.ndar
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as stream:
-            pickle.dump(checked, stream, protocol=4)
+            _PortablePickler(stream, protocol=4).dump(checked)
 
     atomic_write(path, write)
     logger.info("wrote proposals of %d images to %s", len(checked), path)

@@ -10,7 +10,8 @@ from ..io import PathLike, read_list_file, read_rgb_image, read_sbd_instances, r
 from ...signals import NO_SIGNAL, SLIDER
 from ..targets import TargetDataset, TrainTarget
 from .common import ProposalSource, check_target, require_list_file, unknown_signal
-from .instances import choose_instance
+from .sample_weights import read_sample_weights
+from .instances import instance_labels
 from .proposals import BUGGY_MASK_THRESH
 
 logger = logging.getLogger(__name__)
@@ -22,15 +23,18 @@ class SBDTrainingDataset(TargetDataset):
     Layout: ``<root>/<split>.txt`` lists image names; ``<root>/img/<name>.jpg`` and ``<root>/inst/<name>.mat``
     (``GTinst.Segmentation``). ``part_path`` is an optional proposal pickle keyed by the image name.
 
-    * ``none``: one instance drawn uniformly among those that pass the published buggy-mask filter;
+    * ``none``: the instances that pass the published buggy-mask filter (``TrainTarget.instances``); the click
+      training set picks one as the target (or merges two) after augmentation;
     * ``slider``: as the published SBD dataset, a proposal of the image whenever the pickle has a usable one
-      (inverse-frequency table over the scale column), otherwise a whole instance with ``gra`` 1.0.
+      (inverse-frequency table over the scale column), otherwise the whole instances with ``gra`` 1.0.
+
+    ``samples_scores_path`` (the published ``assets/sbd_samples_weights.pkl``: a pickle list of ``(index, image
+    name, score)``) and ``samples_scores_gamma`` make images be drawn with probability proportional to
+    ``(1 - score) ** gamma`` instead of once each per epoch, as the published SBD runs do (gamma 1.25).
 
     Compatibility: the published SBD dataset blends the two proposal columns as ``round(0.1 * semantic + 0.9 *
     scale, 1)`` when they differ by less than 0.1 and takes the scale otherwise; both are multiples of 0.1, so
-    the blend always equals the scale column, which is what is used here. The published dataset hands all
-    instances to the point sampler, which picks one (and with probability 0.15 merges two); here one instance is
-    the target and merging is left to the trainer.
+    the blend always equals the scale column, which is what is used here.
     """
 
     name = "SBD"
@@ -39,7 +43,8 @@ class SBDTrainingDataset(TargetDataset):
               "<root>/inst/<name>.mat with GTinst.Segmentation")
 
     def __init__(self, dataset_path: PathLike, split: str = "train", part_path: Optional[PathLike] = None,
-                 buggy_mask_thresh: float = BUGGY_MASK_THRESH) -> None:
+                 buggy_mask_thresh: float = BUGGY_MASK_THRESH, samples_scores_path: Optional[PathLike] = None,
+                 samples_scores_gamma: float = 1.0) -> None:
         root = Path(dataset_path)
         self._images_dir = root / "img"
         self._insts_dir = root / "inst"
@@ -49,6 +54,8 @@ class SBDTrainingDataset(TargetDataset):
         self.image_ids: List[str] = read_list_file(split_file, self.name)
         self._proposals = ProposalSource(part_path)
         self._buggy_mask_thresh = buggy_mask_thresh
+        self.sample_weights = (None if samples_scores_path is None else
+                               read_sample_weights(samples_scores_path, samples_scores_gamma, self.image_ids))
         logger.info("%s training: %d images from %s", self.name, len(self.image_ids), split_file)
 
     def __len__(self) -> int:
@@ -67,8 +74,9 @@ class SBDTrainingDataset(TargetDataset):
 
         labels = read_sbd_instances(self._insts_dir / f"{image_id}.mat", self.name)
         values = unique_nonzero(labels)
-        instance_index, mask = choose_instance([labels == value for value in values], rng, self._buggy_mask_thresh,
-                                               f"{self.name}: {image_id}")
+        instances, kept = instance_labels([labels == value for value in values], self._buggy_mask_thresh,
+                                          f"{self.name}: {image_id}")
         gra = 1.0 if signal == SLIDER else None
-        return check_target(TrainTarget(image, mask, gra=gra, sample_id=f"{image_id}:{values[instance_index]}"),
-                            self.name)
+        ids = ",".join(str(values[i]) for i in kept)
+        return check_target(TrainTarget(image, (instances > 0).astype(np.uint8), gra=gra, instances=instances,
+                                        sample_id=f"{image_id}:{ids}"), self.name)
