@@ -7,7 +7,6 @@ import pickletools
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +26,6 @@ from isegm.engine.distributed import DistInfo
 from isegm.engine.trainer import TrainOptions
 from isegm.model import GraCoModel
 from isegm.signals import NO_SIGNAL, SLIDER, round_granularity
-from isegm.toy.seeded import seeded_clip_text_state
 
 
 def box(rows, cols, shape=(64, 64)) -> np.ndarray:
