@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from isegm.data.io import SampleError, read_rgb_image, read_sbd_instances
 from isegm.data.training.proposals import is_buggy_mask, write_proposals
+from isegm.engine.distributed import broadcast_from_main
 from isegm.generation.fmg import CarveJob, FMGSettings, carve_many, make_predictor, pack_proposals
 from isegm.inference.precision import TOOL_PRECISIONS, resolve_precision
 from isegm.inference.utils import load_is_model
@@ -363,7 +364,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UsageError(f"--dataset-path {root} is not a folder")
         source = SBDImages(root, args.split) if args.dataset_format == "sbd" else COCOImages(root, args.split)
         settings = FMGSettings(input_size=(args.input_size, args.input_size),
-                               precision=resolve_precision(args.precision, device),
+                               precision=broadcast_from_main(resolve_precision(args.precision, device), world),
                                max_batch=args.max_objects_per_forward,
                                min_component_area=args.min_component_area,
                                min_negative_area=args.min_negative_area)

@@ -31,7 +31,7 @@ import torch
 
 from isegm.data.datasets import DatasetError, get_dataset
 from isegm.inference.checkpoint_lookup import find_checkpoint
-from isegm.engine.distributed import DistInfo, barrier, init_distributed, shutdown
+from isegm.engine.distributed import DistInfo, barrier, broadcast_from_main, init_distributed, shutdown
 from isegm.inference.evaluation import (DatasetResult, Protocol, Signal, format_row, noc_thresholds, summarize,
                                         table_header)
 from isegm.inference.journal import Journal, JournalMismatch, unit_name
@@ -43,7 +43,7 @@ from isegm.inference.sam_models import VARIANTS as SAM_VARIANTS, SamUnavailable,
 from isegm.inference.sharding import agree_on_error, evaluate_shard
 from isegm.inference.utils import load_is_model
 from isegm.signals import GRANULARITY_LEVELS, check_granularity
-from isegm.model.phrase_encoder import PhraseEncoderUnavailable
+from isegm.model.phrase_encoder import PhraseEncoderUnavailable, resolve_clip_weights
 from isegm.model.vit import window_grid
 from isegm.model.checkpoint import CheckpointError
 from isegm.utils.config_file import ConfigError, read_paths_config
@@ -221,7 +221,8 @@ def checkpoints_to_evaluate(args, cfg):
     base = cfg.get("INTERACTIVE_MODELS_PATH", "./weights")
     path = find_checkpoint(args.checkpoint, base)
     if path is None:
-        raise UsageError(f"checkpoint {args.checkpoint} not found (nor under {base})")
+        hint = f": {get_variant(args.sam_type, args.sam_model).where_to_get()}" if args.sam_type else ""
+        raise UsageError(f"checkpoint {args.checkpoint} not found (nor under {base}){hint}")
     return [path], args.logs_path / "others" / path.stem, ""
 
 
@@ -306,12 +307,21 @@ def write_results(args, dataset_name, target_iou, result: DatasetResult, logs_pa
                          plots / f"{name_prefix}{dataset_name}_{stem}.png", f"{dataset_name}: mIoU per click")
 
 
+def clip_weights_of(args, cfg) -> Optional[Path]:
+    """The CLIP weights a --phrase run reads: --clip-weights, else the paths file's CLIP_WEIGHTS, else the default
+    (``$GRACO_CLIP_WEIGHTS`` or ``weights/clip/ViT-B-32.pt``); None without --phrase."""
+    if not args.phrase:
+        return None
+    chosen = args.clip_weights or cfg.get("CLIP_WEIGHTS")
+    return Path(chosen) if chosen else resolve_clip_weights()
+
+
 def load_model(path: Path, args, cfg):
     """Load one checkpoint and check that it can give the signal asked for."""
     if args.sam_type:
         return load_sam_model(path, args.sam_type, args.sam_model, args.device)
-    clip_weights = args.clip_weights or (cfg.get("CLIP_WEIGHTS") if args.phrase else None)
-    model = load_is_model(path, args.device, False, lora_checkpoint=args.lora_checkpoint, clip_weights=clip_weights)
+    model = load_is_model(path, args.device, False, lora_checkpoint=args.lora_checkpoint,
+                          clip_weights=clip_weights_of(args, cfg))
     if args.phrase:
         if model.phrase_encoder is None:
             raise UsageError(f"--phrase needs a two-signal GraCo model: {path} has no phrase input")
@@ -335,13 +345,13 @@ def file_digest(path) -> Optional[str]:
     return digest.hexdigest()
 
 
-def journal_command(args, checkpoints: List[Path], datasets: dict) -> dict:
+def journal_command(args, cfg, checkpoints: List[Path], datasets: dict) -> dict:
     """Everything that shapes the results (not where they go, not how many processes compute them)."""
     ids = {name: hashlib.sha256("\n".join(map(str, d.sample_ids)).encode()).hexdigest()[:16]
            for name, d in datasets.items()}
     return {"mode": args.mode, "checkpoints": [file_digest(p) for p in checkpoints],
             "lora_checkpoint": file_digest(args.lora_checkpoint),
-            "clip_weights": file_digest(args.clip_weights) if args.phrase and args.clip_weights else None,
+            "clip_weights": file_digest(clip_weights_of(args, cfg)),
             "signal": signal_name(args), "sam": [args.sam_type, args.sam_model],
             "datasets": {n: [len(d), ids[n]] for n, d in datasets.items()},
             "class_name": args.class_name, "part_name": args.part_name, "seed": args.seed,
@@ -370,7 +380,7 @@ def prepare(args, cfg, rank: int):
     logs_path.mkdir(parents=True, exist_ok=True)
     stem = f"{args.eval_mode}_{args.mode}_{args.n_clicks}"
     journal = Journal(logs_path / f"{logs_prefix + '_' if logs_prefix else ''}{stem}.journal",
-                      journal_command(args, checkpoints, datasets), rank)
+                      journal_command(args, cfg, checkpoints, datasets), rank)
     journal.open()
     return checkpoints, logs_path, logs_prefix, datasets, model, journal
 
@@ -430,7 +440,7 @@ def run(args, cfg, dist: DistInfo) -> None:
                 journal.mark_reported(unit)
             print_header = False
     barrier()
-    if dist.is_main:
+    if dist.local_rank == 0:  # one marker per node: the logs folder may be a node's own disk
         journal.mark_complete()
 
 
@@ -448,7 +458,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         except ValueError as error:
             raise UsageError(str(error)) from None
         args.device = dist.device
-        args.precision = resolve_precision(args.precision, args.device)
+        args.precision = broadcast_from_main(resolve_precision(args.precision, args.device), dist.world_size)
         try:
             run(args, cfg, dist)
         finally:

@@ -295,3 +295,20 @@ def test_serve_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert err.startswith("serve.py: error:") and "missing.pth" in err and len(err.splitlines()) == 1
     assert serve.main(["--checkpoint", "x", "--cpu", "--port", "70000"]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_setup_never_sends_a_configured_token_to_a_host_it_names(model, photo_files):
+    """A token given on the command line stays with the configured URL; /setup may fill in only what is unset."""
+    files, _ = photo_files
+    configured = ImageSource(api_token="secret", allowed_hosts=(files.host,))
+    backend = GraCoBackend(SessionPool(base_predictor(model), 2), configured)
+    backend.setup({"schema": EXAMPLE_CONFIG, "hostname": "http://attacker.example", "access_token": "theirs"})
+    assert configured.label_studio_url is None and configured.api_token == "secret"
+    unset = ImageSource(allowed_hosts=(files.host,))
+    backend = GraCoBackend(SessionPool(base_predictor(model), 2), unset)
+    backend.setup({"schema": EXAMPLE_CONFIG, "hostname": "http://127.0.0.1:8080", "access_token": "ls-token"})
+    assert (unset.label_studio_url, unset.api_token) == ("http://127.0.0.1:8080", "ls-token")
+    with_url = ImageSource(label_studio_url="http://127.0.0.1:8080", allowed_hosts=(files.host,))
+    backend = GraCoBackend(SessionPool(base_predictor(model), 2), with_url)
+    backend.setup({"schema": EXAMPLE_CONFIG, "hostname": "http://elsewhere.example", "access_token": "ls-token"})
+    assert (with_url.label_studio_url, with_url.api_token) == ("http://127.0.0.1:8080", "ls-token")

@@ -2,7 +2,7 @@
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -73,6 +73,16 @@ def average_gradients(params: Iterable[torch.nn.Parameter], world_size: int) -> 
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def broadcast_from_main(value: Any, world_size: int) -> Any:
+    """Rank 0's ``value`` on every rank (a picklable object; every rank must call it). Used where each rank could
+    decide differently, e.g. precision "auto", which times the device."""
+    if world_size <= 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def all_reduce_mean(values: torch.Tensor, world_size: int) -> torch.Tensor:

@@ -4,7 +4,7 @@ with Meta's own packages (``segment-anything`` and ``sam2`` from PyPI).
 Official checkpoints: SAM files (``sam_vit_b_01ec64.pth`` ...) are plain state dicts; SAM 2 files
 (``sam2.1_hiera_tiny.pt`` ...) hold ``{"model": state_dict}``. Both are read with ``torch.load(weights_only=True)``
 after the pickle has been inspected; anything that is not such a file of the asked variant is a
-:class:`~isegm.utils.checkpoint.CheckpointError` with one line naming the file.
+:class:`~isegm.model.checkpoint.CheckpointError` with one line naming the file.
 """
 import re
 import zipfile
@@ -34,6 +34,19 @@ class SamVariant:
     official_file: str
     config: Optional[str] = None
 
+    @property
+    def download_url(self) -> str:
+        return _DOWNLOADS[self.family] + self.official_file
+
+    @property
+    def weights_folder(self) -> str:
+        """Where weights/README.md puts the file."""
+        return "weights/sam" if self.family == "SAM" else "weights/sam2"
+
+    def where_to_get(self) -> str:
+        return (f"the official {LABELS[self.family]} {self.name} checkpoint is {self.official_file}: download "
+                f"{self.download_url} into {self.weights_folder}/")
+
 
 VARIANTS: Dict[str, Dict[str, SamVariant]] = {
     "SAM": {
@@ -50,6 +63,8 @@ VARIANTS: Dict[str, Dict[str, SamVariant]] = {
     },
 }
 LABELS = {"SAM": "SAM", "SAM2": "SAM 2"}
+_DOWNLOADS = {"SAM": "https://dl.fbaipublicfiles.com/segment_anything/",
+              "SAM2": "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"}
 # where the patch embedding and the encoder blocks of each family live in its state dict
 _ENCODER_KEYS = {"SAM": ("image_encoder.patch_embed.proj.weight", r"image_encoder\.blocks\.(\d+)\."),
                  "SAM2": ("image_encoder.trunk.patch_embed.proj.weight", r"image_encoder\.trunk\.blocks\.(\d+)\.")}

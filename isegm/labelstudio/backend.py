@@ -66,14 +66,19 @@ class GraCoBackend:
                 "sessions": len(self.pool)}
 
     def setup(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        """Check the project's labeling config; remember Label Studio's URL and token when none were given."""
+        """Check the project's labeling config; remember Label Studio's URL and token when none were given.
+
+        A URL sent here is taken only together with the token sent with it, never beside a token given to the
+        server on its command line: that token goes to no host but the configured one."""
         schema = request.get("schema")
         if schema:
             self._config(schema)
         hostname, token = request.get("hostname"), request.get("access_token")
-        if hostname and not self.images.label_studio_url:
-            self.images.label_studio_url = str(hostname)
-        if token and not self.images.api_token:
+        if not self.images.label_studio_url and not self.images.api_token:
+            if hostname:
+                self.images.label_studio_url = str(hostname)
+                self.images.api_token = str(token) if token else None
+        elif token and not self.images.api_token:
             self.images.api_token = str(token)
         return {"model_version": self.model_version}
 
