@@ -300,6 +300,8 @@ def bad_files(tmp_path_factory, sam_vit_b):
     (["--sam-type", "SAM", "--sam-model", "hiera_t", "--checkpoint", "{sam_as_sam2}"], "--sam-model: SAM has no model 'hiera_t'"),
     (["--sam-type", "SAM3", "--sam-model", "vit_b", "--checkpoint", "{sam_as_sam2}"], "--sam-type SAM3"),
     (["--sam-model", "vit_b", "--checkpoint", "{sam_as_sam2}"], "--sam-model needs --sam-type"),
+    (["--sam-type", "SAM2", "--sam-model", "hiera_b+", "--checkpoint", "sam2.1_hiera_base_plus.pt"],
+     "download https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_base_plus.pt into weights/sam2/"),
 ])
 def test_bad_sam_input_gives_one_line_and_exit_2(bad_files, scene, tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
