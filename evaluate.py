@@ -254,9 +254,10 @@ def signal_name(args) -> str:
 
 def write_results(args, dataset_name, target_iou, result: DatasetResult, logs_path: Path, logs_prefix: str,
                   row_name: str, model_name: str, print_header: bool, single_model: bool,
-                  subset_file: Optional[Path], append_row: bool = True) -> None:
-    """Print the dataset's row and write its files; ``append_row=False``: the row is already in the table (a
-    finished dataset of a resumed run), the other files are written again with the same content."""
+                  subset_file: Optional[Path]) -> None:
+    """Print the dataset's row and write its files. The row is appended to the table unless the table holds it
+    already (a finished dataset of a resumed or repeated run); the other files are written again, with the same
+    content."""
     all_ious, gra_indices, skipped = result.all_ious, result.gra_indices, result.skipped
     summary = summarize(result, args.n_clicks, noc_thresholds(target_iou))
     row = format_row(row_name, dataset_name, summary, result.seconds)
@@ -277,11 +278,12 @@ def write_results(args, dataset_name, target_iou, result: DatasetResult, logs_pa
     if logs_prefix and not single_model:
         name_prefix += f"{dataset_name}_"
     stem = f"{args.eval_mode}_{args.mode}_{args.n_clicks}"
-    if append_row:
-        with open(logs_path / f"{name_prefix}{stem}.txt", "a") as handle:
+    table, entry = logs_path / f"{name_prefix}{stem}.txt", row + "\n" + footer + "\n"
+    if not (table.is_file() and entry in table.read_text()):  # a resumed or repeated run does not add it twice
+        with open(table, "a") as handle:
             if handle.tell() == 0:
                 handle.write(table_header(args.n_clicks, model_name, args.precision) + "\n")
-            handle.write(row + "\n" + footer + "\n")
+            handle.write(entry)
     record = {"dataset": dataset_name, "model": model_name, "precision": args.precision, "target_iou": target_iou,
               "noc_thresholds": [round(t, 4) for t in summary.thresholds],
               "noc": summary.noc, "over_max": summary.over_max, "iou_first": summary.iou_first,
@@ -436,8 +438,7 @@ def run(args, cfg, dist: DistInfo) -> None:
                                                  if logs_prefix else logs_path.stem)
                 row_name = args.mode if single_model else Path(path).stem
                 write_results(args, name, target_iou, results, logs_path, logs_prefix, row_name, model_name,
-                              print_header, single_model, subset_file, append_row=not journal.reported(unit))
-                journal.mark_reported(unit)
+                              print_header, single_model, subset_file)
             print_header = False
     barrier()
     if dist.local_rank == 0:  # one marker per node: the logs folder may be a node's own disk

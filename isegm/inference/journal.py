@@ -6,7 +6,6 @@ Layout (one journal folder per results table, e.g. ``cvpr_NoBRS_20.journal/``)::
     <command id>/command.txt               what shapes the results (checkpoints, signal, protocol, datasets, ...)
     <command id>/<unit>.r<rank>.jsonl      one JSON line per finished sample of a unit (a dataset, or a
                                            checkpoint and dataset), written by that rank
-    <command id>/<unit>.reported           the unit's table row, JSON and pickles have been written
     <command id>/complete                  the command finished
 
 The command id is a hash of the command (``command.txt``, JSON, named so that tools collecting the
@@ -102,12 +101,6 @@ class Journal:
             handle.write(_encode(result) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-
-    def reported(self, unit: str) -> bool:
-        return (self.folder / f"{unit}.reported").exists()
-
-    def mark_reported(self, unit: str) -> None:
-        (self.folder / f"{unit}.reported").touch()
 
     def mark_complete(self) -> None:
         (self.folder / "complete").touch()
