@@ -9,12 +9,12 @@ results, not speed.
 """
 import argparse
 import importlib.util
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 from isegm.model import ModelConfig
+from isegm.utils.machine import cpu_name
 
 
 def gpu_check():
@@ -22,16 +22,6 @@ def gpu_check():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> int:

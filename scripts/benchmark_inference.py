@@ -20,12 +20,10 @@ import argparse
 import contextlib
 import logging
 import os
-import platform
 import statistics
 import sys
 import time
 import types
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,6 +36,7 @@ from isegm.model import load_model_config
 from isegm.model import graco as graco_module
 from isegm.model.click_maps import click_disk_maps
 from isegm.toy.seeded import build_seeded_model
+from isegm.utils.machine import cpu_name
 
 PARITY_OVERRIDES = {"head.conv_seg.bias": -5.0}  # as tests/fixtures/published_parity.npz
 CLICKS = [(True, (240, 320)), (False, (120, 200)), (True, (330, 420)), (False, (400, 150)), (True, (200, 450))]
@@ -213,12 +212,7 @@ def main():
         return get_predictor(model, "NoBRS", args.device, with_flip=True, zoom_in_params=zoom,
                              predictor_params={"precision": precision})
 
-    cpu = " ".join(platform.processor().split()) or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     auto = resolve_precision("auto", args.device)
     print(f"device={args.device} ({cpu}, {torch.backends.cpu.get_cpu_capability()}) threads={args.threads} "
           f"model={args.config} lora={args.lora or 'seeded'} clicks/sequence={len(CLICKS)} repeats={args.repeats} "

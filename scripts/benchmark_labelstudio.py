@@ -8,8 +8,6 @@ stored state of the previous ones. ``clients`` annotators on different tasks sen
 """
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 import threading
@@ -33,19 +31,10 @@ from isegm.labelstudio.server import BackendServer
 from isegm.labelstudio.sessions import SessionPool
 from isegm.model import load_model_config
 from isegm.toy.seeded import build_seeded_model
+from isegm.utils.machine import cpu_name
 
 CLICKS = [(True, 250, 190), (False, 100, 300), (True, 300, 150), (False, 420, 60), (True, 200, 250),
           (True, 150, 200), (False, 50, 50), (True, 330, 210)]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class _Quiet(SimpleHTTPRequestHandler):

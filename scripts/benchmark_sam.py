@@ -8,7 +8,6 @@ N-click sequence, GraCo's time per click, and their ratios. Seeded weights (timi
     python scripts/benchmark_sam.py [--data ../shared/data/GrabCut] [--n-clicks 5] [--sam2 hiera_t] [--device cuda]
 """
 import argparse
-import platform
 import statistics
 import time
 
@@ -21,6 +20,7 @@ from isegm.inference.predictors.sam import SamClickPredictor
 from isegm.inference.sam_models import build_sam_model, get_variant
 from isegm.model import load_model_config
 from isegm.toy.seeded import build_seeded_model
+from isegm.utils.machine import cpu_name
 
 
 def sample(data: str):
@@ -34,16 +34,6 @@ def sample(data: str):
     gt[120:360, 160:480] = 1
     image[gt == 1] = (200, 80, 40)
     return image, gt
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def synchronize(device: str) -> None:
