@@ -24,35 +24,45 @@ class UsageError(ValueError):
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
+    parser.add_argument("--image", default=None, help="an image file or a folder of images (default: a bundled photo)")
+    parser.add_argument("--output", default="annotations", help="folder for the saved PNG, preview and COCO JSON")
+    parser.add_argument("--eval-ritm", action="store_true", help="RITM models (not supported: only plain ViT)")
+    parser.add_argument("--no-strip", action="store_true", help="do not compute the granularity strip")
+    args = parser.parse_args(argv)
+    check_model_arguments(args)
+    return args
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the interactive tools (this annotation tool and the Label Studio backend, serve.py): model,
+    checkpoints, CLIP weights, device, precision, image size, flip, paths file, logging."""
     parser.add_argument("--checkpoint", required=True,
                         help="base checkpoint (published SimpleClick .pth or project .safetensors): a path, or a name "
                              "under INTERACTIVE_MODELS_PATH of the paths file (extension optional)")
     parser.add_argument("--lora_checkpoint", default=None, help="GraCo LoRA checkpoint")
     parser.add_argument("--clip-weights", default=None,
-                        help="CLIP ViT-B/32 weights for the part-name box (default: $GRACO_CLIP_WEIGHTS or "
-                             "weights/clip/ViT-B-32.pt; without them only the slider is available)")
+                        help="CLIP ViT-B/32 weights for part names (default: $GRACO_CLIP_WEIGHTS or "
+                             "weights/clip/ViT-B-32.pt; without them only the granularity is available)")
     device = parser.add_mutually_exclusive_group()
     device.add_argument("--gpu", type=int, default=0, help="id of the GPU to use")
     device.add_argument("--cpu", action="store_true", help="run on the CPU")
-    parser.add_argument("--limit-longest-size", type=int, default=800,
-                        help="images whose longer side exceeds this are resized to it for the model")
-    parser.add_argument("--image", default=None, help="an image file or a folder of images (default: a bundled photo)")
-    parser.add_argument("--output", default="annotations", help="folder for the saved PNG, preview and COCO JSON")
-    parser.add_argument("--paths-config", "--config-path", "--cfg", dest="paths_config", default="config.yml",
-                        help="paths file (YAML) with INTERACTIVE_MODELS_PATH")
-    parser.add_argument("--eval-ritm", action="store_true", help="RITM models (not supported: only plain ViT)")
-    parser.add_argument("--no-flip", action="store_true", help="skip the test-time flip (twice as fast on a CPU)")
-    parser.add_argument("--no-strip", action="store_true", help="do not compute the granularity strip")
     parser.add_argument("--precision", default="auto", choices=TOOL_PRECISIONS,
                         help="products in float32 or bfloat16; auto (default): bf16 where the device multiplies "
-                             "bfloat16 natively and faster, else fp32 (the status bar shows the mode)")
+                             "bfloat16 natively and faster, else fp32")
+    parser.add_argument("--limit-longest-size", type=int, default=800,
+                        help="images whose longer side exceeds this are resized to it for the model")
+    parser.add_argument("--no-flip", action="store_true", help="skip the test-time flip (twice as fast on a CPU)")
+    parser.add_argument("--paths-config", "--config-path", "--cfg", dest="paths_config", default="config.yml",
+                        help="paths file (YAML) with INTERACTIVE_MODELS_PATH")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
-    args = parser.parse_args(argv)
+
+
+def check_model_arguments(args: argparse.Namespace) -> None:
     if args.limit_longest_size < 16:
         raise UsageError("--limit-longest-size must be at least 16")
     if args.gpu < 0:
         raise UsageError("--gpu must be a GPU id (0, 1, ...)")
-    return args
 
 
 def resolve_checkpoint(name: str, models_path: str) -> Path:

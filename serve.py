@@ -15,27 +15,14 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from demo import LOG_FORMAT, UsageError, resolve_checkpoint
-from isegm.inference.precision import TOOL_PRECISIONS
+from demo import LOG_FORMAT, UsageError, add_model_arguments, check_model_arguments, resolve_checkpoint
 
 logger = logging.getLogger("serve")
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True,
-                        help="base checkpoint (published SimpleClick .pth or project .safetensors): a path, or a name "
-                             "under INTERACTIVE_MODELS_PATH of the paths file (extension optional)")
-    parser.add_argument("--lora_checkpoint", default=None, help="GraCo LoRA checkpoint")
-    parser.add_argument("--clip-weights", default=None,
-                        help="CLIP ViT-B/32 weights for the part name (default: $GRACO_CLIP_WEIGHTS or "
-                             "weights/clip/ViT-B-32.pt; without them only the granularity is available)")
-    device = parser.add_mutually_exclusive_group()
-    device.add_argument("--gpu", type=int, default=0, help="id of the GPU to use")
-    device.add_argument("--cpu", action="store_true", help="run on the CPU")
-    parser.add_argument("--precision", default="auto", choices=TOOL_PRECISIONS,
-                        help="products in float32 or bfloat16; auto (default): bf16 where the device multiplies "
-                             "bfloat16 natively and faster, else fp32")
+    add_model_arguments(parser)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
     parser.add_argument("--port", type=int, default=9090, help="port to listen on")
     parser.add_argument("--label-studio-url", default=os.environ.get("LABEL_STUDIO_URL"),
@@ -49,17 +36,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max-image-pixels", type=int, default=50_000_000, help="largest image (width x height)")
     parser.add_argument("--max-image-mb", type=float, default=32, help="largest image file, in MiB")
     parser.add_argument("--negative-label", default="Negative", help="keypoint label of negative clicks")
-    parser.add_argument("--limit-longest-size", type=int, default=800,
-                        help="images whose longer side exceeds this are resized to it for the model")
-    parser.add_argument("--no-flip", action="store_true", help="skip the test-time flip (twice as fast on a CPU)")
-    parser.add_argument("--paths-config", "--config-path", "--cfg", dest="paths_config", default="config.yml",
-                        help="paths file (YAML) with INTERACTIVE_MODELS_PATH")
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    if args.limit_longest_size < 16:
-        raise UsageError("--limit-longest-size must be at least 16")
-    if args.gpu < 0:
-        raise UsageError("--gpu must be a GPU id (0, 1, ...)")
+    check_model_arguments(args)
     if not 0 <= args.port < 65536:
         raise UsageError("--port must be in 0..65535")
     if args.max_sessions < 1 or args.max_image_pixels < 1 or args.max_image_mb <= 0:
