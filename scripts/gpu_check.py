@@ -33,6 +33,7 @@ from isegm.model.checkpoint import save_published_checkpoint
 from isegm.toy.seeded import build_seeded_model
 
 ROOT = Path(__file__).resolve().parents[1]
+TRAIN_RANKS_TOLERANCE = 1e-4  # training with n processes vs 1: float reduction order, not different draws
 TINY = dict(img_size=(64, 64), embed_dim=64, depth=4, num_heads=2, neck_out_dims=(16, 32, 64, 128), head_channels=32)
 
 
@@ -223,7 +224,7 @@ def multi_process_rows(cfg: ModelConfig, folder: Path, processes: int, device_fl
     rows = [(f"evaluate.py --graco, {processes} processes vs 1 (table, JSON, IoU pickle)",
              "identical" if same else "DIFFERENT")]
 
-    # training: a small model, a few iterations; the ranks must agree, and stay close to one process
+    # training: a small model, a few iterations; the ranks must agree, and match one process
     from isegm.model.checkpoint import save_checkpoint
     from isegm.toy.seeded import seeded_clip_text_state
     from safetensors.torch import save_file
@@ -253,9 +254,11 @@ def multi_process_rows(cfg: ModelConfig, folder: Path, processes: int, device_fl
         (checkpoint,) = (folder / "train_exps").rglob(f"*_p{n}/checkpoints/last_checkpoint.safetensors")
         weights[n] = load_file(str(checkpoint))
     diff = max(float((weights[1][k] - weights[processes][k]).abs().max()) for k in weights[1])
+    # every draw is per sample, so only the order of the gradient sums differs (about 1e-7 on the CPU)
+    versus_one = "identical" if diff == 0 else "close" if diff < TRAIN_RANKS_TOLERANCE else "DIFFERENT"
     rows.append((f"train.py, {processes} processes vs 1 (one epoch: 4 iterations of 4, tiny model)",
-                 f"ranks {'identical' if agreed else 'DIFFERENT'}; max abs. LoRA weight difference to one "
-                 f"process {diff:.1e}"))
+                 f"ranks {'identical' if agreed else 'DIFFERENT'}; LoRA weights {versus_one} to one process "
+                 f"(max abs. difference {diff:.1e})"))
     return rows
 
 

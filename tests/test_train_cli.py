@@ -126,6 +126,22 @@ def test_two_gloo_processes_train_in_step(run_dir):
     assert "effective batch size 4 = 2 process(es) x 2" in result.stderr
 
 
+def test_one_and_two_gloo_processes_train_the_same_weights(run_dir):
+    """Same seed and global batch: one epoch (4 iterations of 4) on 1 process and on 2 processes (2 + 2) gives
+    the same weights up to the order of the gradient sums (clicks, prev-mask drops and head dropout masks are
+    drawn per sample, from its place in the global batch)."""
+    one = run(train_command(run_dir, "--exp-name", "ranks1", "--max-iterations", "4"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run(train_command(run_dir, "--exp-name", "ranks2", "--max-iterations", "4",
+                            launcher=(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                      "--master_port", "29519")))
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = lora_weights(exp_dir(run_dir, "ranks1")), lora_weights(exp_dir(run_dir, "ranks2"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=0, atol=1e-6), (key, float((a[key] - b[key]).abs().max()))
+
+
 @pytest.mark.parametrize("extra, message", [
     (("--part_path", "/nonexistent.pkl"), "--part_path: no proposals file"),
     (("--weights", "/nonexistent.pth"), "weights not found"),

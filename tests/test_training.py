@@ -64,7 +64,7 @@ def test_correction_click_goes_to_the_deeper_error_in_the_published_slot():
     prob[1] = 1.0  # sample 1: everything predicted, the false positive ring is the error
     prob[1, :, 5:25, 5:25] = 1.0
     points = torch.full((2, 8, 3), -1.0)
-    out = add_correction_clicks(prob, target, points, 1, np.random.default_rng(0))
+    out = add_correction_clicks(prob, target, points, 1, [np.random.default_rng(0), np.random.default_rng(1)])
     y, x, order = out[0, 3].tolist()  # positive slot N - 1
     assert order == 1 and target[0, 0, int(y), int(x)] == 1
     y, x, order = out[1, 7].tolist()  # negative slot 2N - 1
@@ -213,3 +213,21 @@ def test_tiny_model_learns_over_a_few_hundred_iterations(data, tmp_path, request
     assert ious[-60:].mean() > ious[:60].mean() + 0.1, (ious[:60].mean(), ious[-60:].mean())
     if data == "shared PascalPart":
         assert losses[-60:].mean() < 0.97 * losses[:60].mean(), (losses[:60].mean(), losses[-60:].mean())
+
+
+def test_sample_dropout_mask_depends_only_on_the_samples_seed():
+    from isegm.engine.sample_dropout import SampleDropout2d, use_sample_dropout
+
+    head = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.Dropout2d(0.5))
+    (dropout,) = use_sample_dropout(head)
+    assert isinstance(head[1], SampleDropout2d) and dropout.p == 0.5
+    x = torch.ones(3, 16, 2, 2)
+    dropout.set_seeds([5, 6, 7])
+    together = dropout(x)
+    dropout.set_seeds([7, 5])
+    apart = dropout(x[:2])
+    assert torch.equal(together[2], apart[0]) and torch.equal(together[0], apart[1])
+    assert not torch.equal(together[0], together[1])  # different seeds, different masks (16 channels, p = 0.5)
+    assert set(together.unique().tolist()) <= {0.0, 2.0}
+    dropout.eval()
+    assert torch.equal(dropout(x[:2]), x[:2])

@@ -295,7 +295,8 @@ def test_freeze_list_and_prev_mask_drop(tmp_path):
     points = torch.full((2, 8, 3), -1.0)
     points[:, 0] = torch.tensor([20.0, 20.0, 100.0])
     for seed in range(4):
-        prev, _ = trainer._simulate_clicks(image, target, points, None, None, np.random.default_rng(seed))
+        prev, _ = trainer._simulate_clicks(image, target, points, None, None, 1,
+                                            [np.random.default_rng(seed + 10 * b) for b in range(2)])
         assert prev.abs().sum() == 0
 
 

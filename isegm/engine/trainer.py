@@ -23,6 +23,7 @@ from ..utils.vis import NEGATIVE_COLOUR, POSITIVE_COLOUR, draw_probmap
 from .click_simulation import add_correction_clicks
 from .metrics import AdaptiveIoU
 from .distributed import DistInfo, all_reduce_mean, average_gradients, broadcast_parameters
+from .sample_dropout import use_sample_dropout
 from .sampler import GCLSampler, derive_seed
 from .schedule import GCLSchedule
 
@@ -31,6 +32,7 @@ STATE_FORMAT = "graco-train-state/1"
 STATE_FILE = "training_state.pt"
 LAYERWISE_WEIGHT_DECAY = 0.02  # published optimizer with --layerwise-decay (1-D parameters get none)
 VALIDATION_TAG = 7             # seeds the validation draws: derive_seed(seed, VALIDATION_TAG, ...)
+DROPOUT_TAG = 11               # a sample's dropout mask: derive_seed(sample seed, DROPOUT_TAG)
 
 
 class TrainingDiverged(RuntimeError):
@@ -88,6 +90,7 @@ class GCLTrainer:
         if options.batch_size % dist.world_size:
             raise ValueError(f"batch size {options.batch_size} is not divisible by {dist.world_size} processes")
         self.model = model.to(dist.device)
+        self.dropouts = use_sample_dropout(self.model)  # a sample's mask comes from its seed, whatever the ranks
         self.train_set = train_set
         self.schedule = schedule
         self.exp_dir = Path(exp_dir)
@@ -362,9 +365,11 @@ class GCLTrainer:
         bar = tqdm(self.val_loader, desc=f"Validation {epoch}", disable=not self.dist.is_main, leave=False,
                    dynamic_ncols=True)
         for step, batch in enumerate(self._agreed_batches(bar, signal)):
-            rng = np.random.default_rng(derive_seed(self.options.seed, VALIDATION_TAG, epoch, step, self.dist.rank))
             image, target, points, gra, text = self._inputs(batch, signal)
-            prev, points = self._simulate_clicks(image, target, points, gra, text, rng)
+            step_rng, sample_seeds = self._draw_seeds(image.shape[0], VALIDATION_TAG, epoch, step)
+            num_clicks = int(step_rng.integers(self.options.max_num_next_clicks + 1))
+            rngs = [np.random.default_rng(s) for s in sample_seeds]
+            prev, points = self._simulate_clicks(image, target, points, gra, text, num_clicks, rngs)
             with self._autocast():
                 logits = self.model(self._net_input(image, prev), points, gra, text)["instances"]
             loss_sum += self.loss_fn(logits.float(), target).mean().item()
@@ -397,12 +402,21 @@ class GCLTrainer:
         device = self.dist.device
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.options.bf16 and device.type == "cuda")
 
-    def _simulate_clicks(self, image, target, points, gra, text, rng: np.random.Generator):
-        """0 to ``max_num_next_clicks`` correction clicks without gradient (model in eval mode), then, as
-        published, each previous mask zeroed with probability ``prev_mask_drop_prob``: (prev mask, clicks)."""
+    def _draw_seeds(self, batch_size: int, *step: int) -> Tuple[np.random.Generator, List[int]]:
+        """The random stream of one iteration ``step`` (the same on every rank: e.g. how many clicks the global
+        batch gets) and one seed per sample of this rank's batch, from the sample's place in the global batch
+        (rank r holds places r, r + world, ...), so no draw depends on the number of ranks."""
+        step_rng = np.random.default_rng(derive_seed(self.options.seed, *step))
+        world, rank = self.dist.world_size, self.dist.rank
+        return step_rng, [derive_seed(self.options.seed, *step, b * world + rank) for b in range(batch_size)]
+
+    def _simulate_clicks(self, image, target, points, gra, text, num_clicks: int,
+                         rngs: Sequence[np.random.Generator]):
+        """``num_clicks`` correction clicks without gradient (model in eval mode), then, as published, each
+        previous mask zeroed with probability ``prev_mask_drop_prob``: (prev mask, clicks). Sample b draws
+        from ``rngs[b]``."""
         prev = torch.zeros_like(image[:, :1])
         with torch.no_grad():
-            num_clicks = int(rng.integers(self.options.max_num_next_clicks + 1))
             if num_clicks:
                 training = self.model.training
                 self.model.eval()
@@ -410,19 +424,22 @@ class GCLTrainer:
                     with self._autocast():
                         logits = self.model(self._net_input(image, prev), points, gra, text)["instances"]
                     prev = torch.sigmoid(logits.float())
-                    points = add_correction_clicks(prev, target, points, click_index, rng)
+                    points = add_correction_clicks(prev, target, points, click_index, rngs)
                 self.model.train(training)
                 if self.options.prev_mask_drop_prob > 0:
-                    drop = torch.from_numpy(rng.random(prev.shape[0]) < self.options.prev_mask_drop_prob)
+                    drop = torch.tensor([rng.random() < self.options.prev_mask_drop_prob for rng in rngs])
                     prev[drop.to(prev.device)] = 0.0
         return prev, points
 
     def _step(self, batch: Dict[str, torch.Tensor], signal: str) -> Dict[str, float]:
-        rank_seed = derive_seed(self.options.seed, self.global_step, self.dist.rank)
-        rng = np.random.default_rng(rank_seed)
-        torch.manual_seed(rank_seed)  # dropout, and the random split's permutations
         image, target, points, gra, text = self._inputs(batch, signal)
-        prev, points = self._simulate_clicks(image, target, points, gra, text, rng)
+        step_rng, sample_seeds = self._draw_seeds(image.shape[0], self.global_step)
+        torch.manual_seed(derive_seed(self.options.seed, self.global_step))  # any other torch draw
+        num_clicks = int(step_rng.integers(self.options.max_num_next_clicks + 1))
+        rngs = [np.random.default_rng(s) for s in sample_seeds]
+        prev, points = self._simulate_clicks(image, target, points, gra, text, num_clicks, rngs)
+        for dropout in self.dropouts:
+            dropout.set_seeds([derive_seed(s, DROPOUT_TAG) for s in sample_seeds])
 
         with self._autocast():
             logits = self.model(self._net_input(image, prev), points, gra, text)["instances"]
