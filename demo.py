@@ -65,6 +65,37 @@ def check_model_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--gpu must be a GPU id (0, 1, ...)")
 
 
+def prepare_model(args: argparse.Namespace):
+    """What the interactive tools need before loading the model, from their shared options: the device, the base
+    and LoRA checkpoint paths (looked up under the paths file's INTERACTIVE_MODELS_PATH) and the predictor settings
+    (precision ``auto`` resolved on that device). Problems are :class:`UsageError`."""
+    import torch
+
+    from isegm.demo.controller import PredictorSettings
+    from isegm.inference.precision import resolve_precision
+    from isegm.utils.config_file import ConfigError, read_paths_config
+    try:
+        paths = read_paths_config(args.paths_config, required=False)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    if args.cpu:
+        device = torch.device("cpu")
+    elif not torch.cuda.is_available():
+        raise UsageError("no CUDA device is available: pass --cpu")
+    elif args.gpu >= torch.cuda.device_count():
+        raise UsageError(f"--gpu {args.gpu}: only {torch.cuda.device_count()} GPU(s) are available")
+    else:
+        device = torch.device(f"cuda:{args.gpu}")
+    models_path = paths.get("INTERACTIVE_MODELS_PATH", "./weights")
+    checkpoint = resolve_checkpoint(args.checkpoint, models_path)
+    lora = resolve_checkpoint(args.lora_checkpoint, models_path) if args.lora_checkpoint else None
+    precision = resolve_precision(args.precision, device)
+    logging.getLogger("demo").info("precision: %s%s", precision, " (auto)" if args.precision == "auto" else "")
+    settings = PredictorSettings(target_size=min(448, args.limit_longest_size), max_size=args.limit_longest_size,
+                                 with_flip=not args.no_flip, precision=precision)
+    return device, checkpoint, lora, settings
+
+
 def resolve_checkpoint(name: str, models_path: str) -> Path:
     """``name`` by evaluate.py's rule (:func:`find_checkpoint`); as given when nothing matches (reported later)."""
     from isegm.inference.checkpoint_lookup import find_checkpoint
@@ -78,21 +109,10 @@ def bundled_image() -> Path:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from isegm.utils.config_file import ConfigError, read_paths_config
     try:
         args = parse_args(argv)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
-        try:
-            paths = read_paths_config(args.paths_config, required=False)
-        except ConfigError as error:
-            raise UsageError(str(error)) from None
-        import torch
-        if args.cpu:
-            device = torch.device("cpu")
-        elif not torch.cuda.is_available():
-            raise UsageError("no CUDA device is available: pass --cpu")
-        else:
-            device = torch.device(f"cuda:{args.gpu}")
+        device, checkpoint, lora, settings = prepare_model(args)
         import tkinter as tk
         try:
             root = tk.Tk()
@@ -103,21 +123,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
 
     from isegm.demo.app import DemoApp
-    from isegm.demo.controller import PredictorSettings
     from isegm.inference.utils import load_is_model
-
-    models_path = paths.get("INTERACTIVE_MODELS_PATH", "./weights")
-    checkpoint = resolve_checkpoint(args.checkpoint, models_path)
-    lora = resolve_checkpoint(args.lora_checkpoint, models_path) if args.lora_checkpoint else None
 
     def load():
         return load_is_model(checkpoint, device, args.eval_ritm, lora_checkpoint=lora, clip_weights=args.clip_weights)
 
-    from isegm.inference.precision import resolve_precision
-    precision = resolve_precision(args.precision, device)
-    logging.getLogger("demo").info("precision: %s%s", precision, " (auto)" if args.precision == "auto" else "")
-    settings = PredictorSettings(target_size=min(448, args.limit_longest_size), max_size=args.limit_longest_size,
-                                 with_flip=not args.no_flip, precision=precision)
     root.minsize(960, 600)
     app = DemoApp(root, device, load, Path(args.output), settings=settings, strip=not args.no_strip)
     image = Path(args.image) if args.image else bundled_image()

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from demo import LOG_FORMAT, UsageError, add_model_arguments, check_model_arguments, resolve_checkpoint
+from demo import LOG_FORMAT, UsageError, add_model_arguments, check_model_arguments, prepare_model
 
 logger = logging.getLogger("serve")
 
@@ -47,37 +47,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def build_server(args: argparse.Namespace):
     """Load the model and make the (not yet serving) HTTP server."""
-    import torch
 
-    from isegm.demo.controller import PredictorSettings
-    from isegm.inference.precision import resolve_precision
     from isegm.inference.utils import load_is_model
     from isegm.labelstudio.backend import GraCoBackend
     from isegm.labelstudio.images import ImageSource
     from isegm.labelstudio.server import BackendServer
     from isegm.labelstudio.sessions import SessionPool
-    from isegm.utils.config_file import ConfigError, read_paths_config
-
-    try:
-        paths = read_paths_config(args.paths_config, required=False)
-    except ConfigError as error:
-        raise UsageError(str(error)) from None
-    if args.cpu:
-        device = torch.device("cpu")
-    elif not torch.cuda.is_available():
-        raise UsageError("no CUDA device is available: pass --cpu")
-    elif args.gpu >= torch.cuda.device_count():
-        raise UsageError(f"--gpu {args.gpu}: only {torch.cuda.device_count()} GPU(s) are available")
-    else:
-        device = torch.device(f"cuda:{args.gpu}")
-    models_path = paths.get("INTERACTIVE_MODELS_PATH", "./weights")
-    checkpoint = resolve_checkpoint(args.checkpoint, models_path)
-    lora = resolve_checkpoint(args.lora_checkpoint, models_path) if args.lora_checkpoint else None
+    device, checkpoint, lora, settings = prepare_model(args)
     model = load_is_model(checkpoint, device, lora_checkpoint=lora, clip_weights=args.clip_weights)
-    precision = resolve_precision(args.precision, device)
-    logger.info("precision: %s%s", precision, " (auto)" if args.precision == "auto" else "")
-    settings = PredictorSettings(target_size=min(448, args.limit_longest_size), max_size=args.limit_longest_size,
-                                 with_flip=not args.no_flip, precision=precision)
     base = settings.make_predictor(model, device)
     images = ImageSource(label_studio_url=args.label_studio_url, api_token=args.label_studio_token,
                          allowed_hosts=tuple(h.strip().lower() for h in args.allowed_hosts.split(",") if h.strip()),
