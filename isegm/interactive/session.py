@@ -211,8 +211,11 @@ class ObjectSession:
         if not clicks:
             raise ValueError("predict needs at least one click")
         with self._request_lock:
-            if gra is not None or phrase is not None:
-                signal = (None, self._check_phrase(phrase)) if phrase else (check_granularity(float(gra)), None)
+            phrase = self._check_phrase(phrase)
+            if phrase is not None:
+                signal = (None, phrase)
+            elif gra is not None:
+                signal = (check_granularity(float(gra)), None)
             else:
                 signal = self._signal()
             start = self._start_state(clicks)
