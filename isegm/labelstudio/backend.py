@@ -117,7 +117,7 @@ class GraCoBackend:
         height, width = session.image_shape
         clicks = [Click(positive, (_to_pixel(y, height), _to_pixel(x, width))) for positive, x, y in points]
         try:
-            probs = self.pool.predict(session, clicks, signal.gra, signal.phrase)
+            probs = session.predict(clicks, gra=signal.gra, phrase=signal.phrase)
         except PhraseEncoderUnavailable as error:
             raise RequestError(f"the part name needs the CLIP weights: {error}") from None
         mask = probs > self.prob_thresh
@@ -179,10 +179,10 @@ class GraCoBackend:
         return positive, x, y
 
     def _check_phrase(self) -> None:
-        encoder = getattr(self.pool.base.net, "phrase_encoder", None)
+        encoder = getattr(self.pool.shared.model, "phrase_encoder", None)
         if encoder is None:
             raise RequestError("this model has no part-name input: clear the part name and use the granularity")
-        with self.pool.model_lock:
+        with self.pool.shared.lock:
             try:
                 encoder.ensure_loaded()
             except PhraseEncoderUnavailable as error:
