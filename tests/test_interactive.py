@@ -97,9 +97,12 @@ def test_strip_is_one_batched_forward_equal_to_one_at_a_time(model, photo):
     finally:
         hook.remove()
     assert len(maps) == len(GRANULARITY_LEVELS) and len(calls) == 1, "one batched forward for the ten maps"
+    # batched and single forwards differ by the kernels' summation order only (float32 rounding); a mix-up of
+    # rows or granularities differs by the granularity's own effect: 1e-3 of that effect, measured here
+    effect = np.abs(maps[0] - maps[-1]).max()
+    assert effect > 1e-3, "the granularity changes the prediction"
     for gra, batched in zip(GRANULARITY_LEVELS, maps):
-        np.testing.assert_allclose(batched, session.set_granularity(gra), atol=1e-4)
-    assert (maps[0] != maps[-1]).any()
+        assert np.abs(batched - session.set_granularity(gra)).max() <= 1e-3 * effect, gra
 
 
 def test_init_mask_starts_from_a_previous_mask(model, photo):
