@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-import evaluate
+from isegm.inference import evaluate_cli as evaluate
 from isegm.data.datasets import GrabCutDataset
 from isegm.inference.clicker import Click, Clicker
 from isegm.inference.evaluation import evaluate_sample

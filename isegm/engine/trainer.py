@@ -157,8 +157,17 @@ class GCLTrainer:
         if not self.dist.distributed:
             return self.model
         device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids,
-                                                         find_unused_parameters=True, broadcast_buffers=False)
+        # peft lets only the active LoRA branch require gradients, and each forward picks its branch: DDP must
+        # know every trainable parameter when it is built, or the other branch's gradients are never averaged
+        flags = {name: p.requires_grad for name, p in self.params.items()}
+        for p in self.params.values():
+            p.requires_grad_(True)
+        try:
+            return torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids,
+                                                             find_unused_parameters=True, forward_sync_buffers=False)
+        finally:
+            for name, p in self.params.items():
+                p.requires_grad_(flags[name])
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         """Adam over the trainable parameters, grouped by branch. With layer-wise decay (the published

@@ -2,7 +2,10 @@
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-from label_studio_tools.core.label_config import parse_config
+from ..utils.extras import require_extra
+
+parse_config = require_extra("labelstudio", "label_studio_tools.core.label_config",
+                             "the Label Studio backend").parse_config
 
 GRANULARITY_RANGE = (0.1, 1.0)
 
