@@ -7,7 +7,7 @@ import pytest
 
 from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG
 
-from helpers import ROOT, write_tiny_checkpoints
+from helpers import ROOT, skip_unless_required, write_tiny_checkpoints
 from labelstudio_helpers import (decode_brush, free_port, get, granularity, keypoint, label_studio_command,
                                  label_studio_env, post, upload_image, wait_for)
 
@@ -22,10 +22,10 @@ def label_studio_python() -> Path:
         done = subprocess.run(["bash", str(ROOT / "scripts" / "setup_labelstudio.sh")], capture_output=True,
                               text=True, timeout=900)
     except subprocess.TimeoutExpired:
-        pytest.skip("Label Studio cannot be installed: scripts/setup_labelstudio.sh ran over 15 minutes")
+        skip_unless_required("Label Studio cannot be installed: scripts/setup_labelstudio.sh ran over 15 minutes")
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        pytest.skip(f"Label Studio cannot be installed (scripts/setup_labelstudio.sh failed: {reason})")
+        skip_unless_required(f"Label Studio cannot be installed (scripts/setup_labelstudio.sh failed: {reason})")
     return Path(done.stdout.strip().splitlines()[-1])
 
 

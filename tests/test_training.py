@@ -273,7 +273,6 @@ def test_two_gloo_ranks_reduce_gradients_with_distributed_data_parallel(tmp_path
     backward pass) and every rank ends with the same weights."""
     import subprocess
     import sys
-    import time
 
     from helpers import ROOT
 

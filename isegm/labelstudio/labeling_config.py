@@ -99,7 +99,7 @@ def _numeric(labels) -> bool:
 
 def _number_default(xml: str, name: str) -> float:
     """The ``defaultValue`` of the <Number name=...> control, clipped to the granularity range (1.0 if absent)."""
-    from lxml import etree
+    etree = require_extra("labelstudio", "lxml.etree", "the Label Studio backend")
     for tag in etree.fromstring(xml).iter("Number"):
         if tag.attrib.get("name") == name and "defaultValue" in tag.attrib:
             try:
