@@ -2,9 +2,9 @@
 import importlib
 from types import ModuleType
 
-INSTALL_NOTES = {
-    "baselines": " (sam2 builds from source: SAM2_BUILD_CUDA=0 pip install --no-build-isolation -e '.[baselines]')",
-}
+# sam2 ships as source only: build it against the installed torch, without its CUDA extension
+BUILD_PREFIX = {"baselines": "SAM2_BUILD_CUDA=0 ", "all": "SAM2_BUILD_CUDA=0 "}
+BUILD_OPTIONS = {"baselines": "--no-build-isolation ", "all": "--no-build-isolation "}
 
 
 class ExtraMissing(ImportError):
@@ -13,11 +13,15 @@ class ExtraMissing(ImportError):
 
 def require_extra(extra: str, module: str, feature: str = "") -> ModuleType:
     """Import ``module`` of the optional ``extra``, or raise :class:`ExtraMissing`: ``<feature> needs <module>, from
-    the [<extra>] extra: pip install -e '.[<extra>]'``."""
+    the [<extra>] extra: pip install -e '.[<extra>]'`` (see :func:`install_command`)."""
     try:
         return importlib.import_module(module)
     except ImportError as error:
         missing = getattr(error, "name", None) or module
         what = f"{feature} needs" if feature else "needs"
-        raise ExtraMissing(f"{what} {missing}, from the [{extra}] extra: pip install -e '.[{extra}]'"
-                           f"{INSTALL_NOTES.get(extra, '')}") from None
+        raise ExtraMissing(f"{what} {missing}, from the [{extra}] extra: {install_command(extra)}") from None
+
+
+def install_command(extra: str) -> str:
+    """``pip install -e '.[extra]'``, with what sam2's source build needs for the extras that hold it."""
+    return f"{BUILD_PREFIX.get(extra, '')}pip install {BUILD_OPTIONS.get(extra, '')}-e '.[{extra}]'"
