@@ -14,7 +14,8 @@ def main() -> int:
     original = evaluate_cli.file_digest
     evaluate_cli.file_digest = lambda path: hashed.append(path) or original(path)
     try:
-        (digest,) = evaluate_cli.shared_file_digests([Path(os.environ["DIGEST_WORKER_FILE"])], dist.world_size)
+        (digest,) = evaluate_cli.shared_file_digests([Path(os.environ["DIGEST_WORKER_FILE"])], dist.rank,
+                                                     dist.world_size)
         Path(os.environ["DIGEST_WORKER_OUT"], f"rank{dist.rank}.txt").write_text(f"{len(hashed)} {digest}")
     finally:
         shutdown()

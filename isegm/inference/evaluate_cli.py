@@ -409,11 +409,20 @@ def file_digest(path) -> Optional[str]:
     return digest.hexdigest()
 
 
-def shared_file_digests(paths: Sequence[Optional[Path]], world_size: int) -> List[Optional[str]]:
+def shared_file_digests(paths: Sequence[Optional[Path]], rank: int, world_size: int) -> List[Optional[str]]:
     """:func:`file_digest` of each path, computed by rank 0 alone and given to every rank (every rank must call
-    it): a checkpoint of gigabytes is read once, not once per process."""
-    digests = [file_digest(p) for p in paths] if int(os.environ.get("RANK", "0")) == 0 else None
-    return broadcast_from_main(digests, world_size)
+    it): a checkpoint of gigabytes is read once, not once per process. A file rank 0 cannot read is a
+    :class:`UsageError` on every rank."""
+    result = None
+    if rank == 0:
+        try:
+            result = ([file_digest(p) for p in paths], None)
+        except OSError as error:
+            result = (None, str(error))
+    digests, error = broadcast_from_main(result, world_size)
+    if error is not None:
+        raise UsageError(error)
+    return digests
 
 
 def journal_command(settings: EvalSettings, checkpoints: List[Path], datasets: dict,
@@ -468,15 +477,7 @@ def prepare(settings: EvalSettings, cfg) -> Setup:
 def open_journal(settings: EvalSettings, cfg, setup: Setup, dist: DistInfo) -> Journal:
     """The journal of this command (the files hashed on rank 0 only; every rank must call it)."""
     files = [*setup.checkpoints, settings.lora_checkpoint, clip_weights_of(settings, cfg), settings.subset_file]
-    error, digests = None, None
-    try:
-        digests = shared_file_digests(files, dist.world_size)
-    except OSError as caught:  # rank 0 could not read a file: every rank stops with its message
-        error = str(caught)
-    if dist.world_size > 1:
-        error = broadcast_from_main(error, dist.world_size)
-    if error is not None:
-        raise UsageError(error)
+    digests = shared_file_digests(files, dist.rank, dist.world_size)
     code = broadcast_from_main(code_identity(), dist.world_size)
     stem = f"{settings.eval_mode}_{settings.mode}_{settings.n_clicks}"
     prefix = f"{setup.logs_prefix}_" if setup.logs_prefix else ""
