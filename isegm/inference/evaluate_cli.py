@@ -445,13 +445,12 @@ def journal_command(settings: EvalSettings, checkpoints: List[Path], datasets: d
 
 @dataclass
 class Setup:
-    """What :func:`prepare` checked and opened."""
+    """What :func:`prepare` checked and loaded."""
     checkpoints: List[Path]
     logs_path: Path
     logs_prefix: str
     datasets: dict
     model: torch.nn.Module
-    journal: Optional[Journal] = None
 
 
 def prepare(settings: EvalSettings, cfg) -> Setup:
