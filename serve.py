@@ -96,11 +96,13 @@ def build_server(args: argparse.Namespace):
 
 def main(argv: Optional[List[str]] = None) -> int:
     from isegm.model.checkpoint import CheckpointError
+    from isegm.utils.extras import ExtraMissing, require_extra
     try:
+        require_extra("labelstudio", "label_studio_converter", "serve.py")  # named before --help, in one line
         args = parse_args(argv)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
         server = build_server(args)
-    except (UsageError, CheckpointError, OSError) as error:
+    except (UsageError, CheckpointError, ExtraMissing, OSError) as error:
         print(f"serve.py: error: {error}", file=sys.stderr)
         return 2
     logger.info("GraCo backend for Label Studio at %s (model %s)", server.url, server.backend.model_version)

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import demo
-import evaluate
+from isegm.inference import evaluate_cli as evaluate
 import train
 from helpers import ROOT
 from isegm.engine.schedule import GCLSchedule

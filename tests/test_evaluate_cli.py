@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-import evaluate
+from isegm.inference import evaluate_cli as evaluate
 from isegm.model.checkpoint import save_checkpoint
 
 

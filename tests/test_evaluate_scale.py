@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-import evaluate
+from isegm.inference import evaluate_cli as evaluate
 from helpers import ROOT, randomize_lora, tiny_config
 from isegm.inference.evaluation import SampleResult, merge_results
 from isegm.inference.journal import Journal, JournalMismatch
@@ -221,7 +221,9 @@ def test_killed_run_continues_where_it_stopped(setup, tmp_path, caplog, capsys):
 
 def test_changed_command_is_refused_in_one_line(setup, tmp_path, capsys):
     logs = tmp_path / "logs"
-    Journal(logs / "others" / "base" / "fixed96_NoBRS_3.journal", {"signal": "oracle"}).open()  # an unfinished run
+    from isegm.utils.code_identity import code_identity
+    unfinished = {"signal": "oracle", "code": code_identity()}  # an unfinished run of this code
+    Journal(logs / "others" / "base" / "fixed96_NoBRS_3.journal", unfinished).open()
     code = evaluate.main(argv(setup, logs, "--gra", "0.5"))
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("evaluate.py: error:") and err.count("\n") == 1
@@ -243,3 +245,117 @@ def test_gpu_check_runs_on_the_cpu_in_its_tiny_configuration():
     training = rows["train.py, 2 processes vs 1 (one epoch: 4 iterations of 4, tiny model)"]
     assert training.startswith("ranks identical; LoRA weights ") and " DIFFERENT " not in f" {training} "
     assert training.split("; LoRA weights ")[1].startswith(("identical", "close"))
+
+
+# --- what keys the journal and names its units -----------------------------------------------------------------
+
+def test_source_digest_changes_with_any_isegm_source(tmp_path):
+    import shutil
+
+    from isegm.utils.code_identity import PACKAGE_DIR, code_identity, source_digest
+    copy = tmp_path / "isegm"
+    shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = source_digest(copy)
+    assert before == source_digest(PACKAGE_DIR)  # where the package lives does not matter
+    path = copy / "inference" / "metrics.py"
+    path.write_text(path.read_text() + "\n# changed\n")
+    assert source_digest(copy) != before
+    identity = code_identity()
+    assert identity["isegm_sources"] == f"sha256:{before[:16]}" and {"graco", "torch"} <= set(identity)
+
+
+def test_a_run_made_by_other_code_is_not_continued(setup, tmp_path, capsys, monkeypatch):
+    """An unfinished journal written by other code (as after an update): the same command is refused in one line
+    that says how to start afresh, instead of mixing the old samples into this code's results."""
+    logs = tmp_path / "logs"
+    assert evaluate.main(argv(setup, logs, "--gra", "0.5")) == 0
+    (folder,) = (logs / "others" / "base" / "fixed96_NoBRS_3.journal").iterdir()
+    command = json.loads((folder / "command.txt").read_text())
+    assert command["code"]["isegm_sources"].startswith("sha256:")
+    (folder / "complete").unlink()  # as if the run had been killed
+    monkeypatch.setattr(evaluate, "code_identity", lambda: {"graco": "0.2.0", "torch": "2.14.1",
+                                                            "isegm_sources": "sha256:0123456789abcdef"},
+                        raising=False)
+    capsys.readouterr()
+    code = evaluate.main(argv(setup, logs, "--gra", "0.5"))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "made by other code" in err and f"remove {folder} to start afresh" in err
+    import shutil
+    shutil.rmtree(folder)
+    assert evaluate.main(argv(setup, logs, "--gra", "0.5")) == 0
+
+
+def test_checkpoints_of_one_stem_are_evaluated_apart(setup, tmp_path, capsys):
+    """x.pth and x.safetensors in one --exp-path folder: two units, two rows, two JSON summaries."""
+    import torch
+    from isegm.model import GraCoModel
+    from isegm.model.checkpoint import save_published_checkpoint
+    _, _, config = setup
+    checkpoints = tmp_path / "exps" / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    cfg = tiny_config(granularity=False, phrase=False)
+    torch.manual_seed(1)
+    save_published_checkpoint(GraCoModel(cfg).state_dict(), cfg, checkpoints / "x.pth")
+    torch.manual_seed(2)
+    save_checkpoint(GraCoModel(cfg).state_dict(), cfg, checkpoints / "x", "full")
+    paths = yaml.safe_load(config.read_text())
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({**paths, "EXPS_PATH": str(tmp_path / "exps")}))
+    code = evaluate.main(["NoBRS", "--cpu", "--exp-path", "run", "--datasets", "GrabCut", "--n-clicks", "1",
+                          "--eval-mode", "fixed96", "--config-path", str(config), "--logs-path", str(tmp_path / "logs")])
+    assert code == 0, capsys.readouterr().err
+    logs = tmp_path / "logs" / "run"
+    (journal,) = (logs / "all_checkpoints_fixed96_NoBRS_1.journal").iterdir()
+    units = sorted(p.name for p in journal.glob("*.jsonl"))
+    assert units == ["x.pth_GrabCut.r0.jsonl", "x.safetensors_GrabCut.r0.jsonl"], units
+    lines = [(journal / unit).read_text() for unit in units]
+    assert lines[0] != lines[1]  # each checkpoint's own results
+    table = (logs / "all_checkpoints_GrabCut_fixed96_NoBRS_1.txt").read_text()
+    assert "|    x.pth    |" in table and "|x.safetensors|" in table
+    assert {p.name for p in logs.glob("*.json")} == {"all_checkpoints_GrabCut_x.pth_GrabCut_fixed96_NoBRS_1.json",
+                                                    "all_checkpoints_GrabCut_x.safetensors_GrabCut_fixed96_NoBRS_1.json"}
+
+
+def test_checkpoints_are_hashed_once_on_rank_0(tmp_path):
+    """Under torchrun rank 0 reads and hashes the files; the other ranks receive the digests."""
+    target = tmp_path / "checkpoint.bin"
+    target.write_bytes(b"weights" * 1000)
+    env = dict(subprocess_env(), DIGEST_WORKER_OUT=str(tmp_path), DIGEST_WORKER_FILE=str(target))
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{ROOT / 'tests'}{os.pathsep}{env['PYTHONPATH']}"
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(ROOT / "tests" / "digest_worker.py")], env=env, capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    reports = {p.name: p.read_text().split() for p in tmp_path.glob("rank*.txt")}
+    assert reports["rank0.txt"][0] == "1" and reports["rank1.txt"][0] == "0", reports
+    assert reports["rank0.txt"][1] == reports["rank1.txt"][1]
+
+
+def test_settings_are_checked_once_and_never_changed():
+    settings, _ = evaluate.parse_args(["NoBRS", "--cpu", "--checkpoint", "x", "--iou-analysis",
+                                       "--paths-config", str(ROOT / "config.yml")])
+    assert settings.target_iou == 1.01 and settings.thresh == 0.5 and settings.datasets == (
+        "GrabCut", "Berkeley", "SBD", "DAVIS")
+    with pytest.raises(AttributeError):
+        settings.thresh = 0.4  # frozen: the run works on what was checked
+
+
+def test_evaluate_script_only_calls_the_package():
+    """The logic lives in isegm.inference.evaluate_cli; the script parses nothing itself and the tests import the
+    package, not the script; the published flags are all there."""
+    import ast
+    tree = ast.parse((ROOT / "evaluate.py").read_text())
+    assert not [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+    for test in (ROOT / "tests").glob("*.py"):
+        assert not re.search(r"^(import evaluate|from evaluate import)\b", test.read_text(), re.M), test.name
+    help_text = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--help"], capture_output=True,
+                               text=True, env=subprocess_env(), cwd=ROOT, timeout=120).stdout
+    for flag in ("--checkpoint", "--exp-path", "--lora_checkpoint", "--datasets", "--gpus", "--cpu", "--target-iou",
+                 "--iou-analysis", "--n-clicks", "--min-n-clicks", "--thresh", "--clicks-limit", "--eval-mode",
+                 "--save-ious", "--print-ious", "--vis-preds", "--graco", "--gra", "--phrase", "--sam-type",
+                 "--sam-model", "--oracle", "--seed", "--subset-file", "--model-name", "--precision",
+                 "--paths-config", "--config-path", "--cfg", "--logs-path", "--clean-oracle", "--class-name",
+                 "--part-name", "--clip-weights"):
+        assert flag in help_text, flag
+    assert help_text.startswith("usage: evaluate.py")

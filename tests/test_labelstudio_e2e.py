@@ -11,7 +11,7 @@ import pytest
 
 from isegm.labelstudio.labeling_config import API_CONFIG, EXAMPLE_CONFIG
 
-from helpers import ROOT, write_tiny_checkpoints
+from helpers import ROOT, skip_unless_required, write_tiny_checkpoints
 from labelstudio_helpers import (decode_brush, free_port, get, granularity, keypoint, label_studio_command,
                                  label_studio_env, post, upload_image, wait_for)
 
@@ -31,13 +31,6 @@ def _basic():
     return {"Authorization": "Basic " + base64.b64encode(":".join(BASIC_AUTH).encode()).decode()}
 
 
-def _unavailable(reason: str):
-    """Skip, or fail in CI (GRACO_REQUIRE_TEST_ASSETS=1), where Label Studio or Chromium must be installed."""
-    if os.environ.get("GRACO_REQUIRE_TEST_ASSETS"):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def label_studio_python() -> Path:
     """The venv made by scripts/setup_labelstudio.sh (which .ci/run runs first; here it is a no-op then)."""
@@ -45,10 +38,10 @@ def label_studio_python() -> Path:
         done = subprocess.run(["bash", str(ROOT / "scripts" / "setup_labelstudio.sh")], capture_output=True,
                               text=True, timeout=900)
     except subprocess.TimeoutExpired:
-        _unavailable("Label Studio cannot be installed: scripts/setup_labelstudio.sh ran over 15 minutes")
+        skip_unless_required("Label Studio cannot be installed: scripts/setup_labelstudio.sh ran over 15 minutes")
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        _unavailable(f"Label Studio cannot be installed (scripts/setup_labelstudio.sh failed: {reason})")
+        skip_unless_required(f"Label Studio cannot be installed (scripts/setup_labelstudio.sh failed: {reason})")
     return Path(done.stdout.strip().splitlines()[-1])
 
 
@@ -135,11 +128,11 @@ def test_label_studio_web_page_smart_keypoints_with_granularity_labels(servers, 
     clicks (a few pixels off) with "Whole object". Each label's keypoints are one object (the page sends the keypoints of one label)."""
     import imgviz
     if not Path(CHROMIUM).exists():
-        _unavailable(f"{CHROMIUM} is missing: apt-get install chromium")
+        skip_unless_required(f"{CHROMIUM} is missing: apt-get install chromium")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("playwright is not installed: pip install playwright (the browser is Debian's chromium)")
+        skip_unless_required("playwright is not installed: pip install playwright (the browser is Debian's chromium)")
     ls_url, backend_url, backend_log = servers
     headers = {"Authorization": f"Token {TOKEN}"}
     status, project, _ = post(ls_url + "/api/projects", {"title": "GraCo browser", "label_config": EXAMPLE_CONFIG},

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-import evaluate
+from helpers import import_or_skip
+from isegm.inference import evaluate_cli as evaluate
 from isegm.data.datasets import GrabCutDataset
 from isegm.inference.clicker import Click, Clicker
 from isegm.inference.evaluation import evaluate_sample
@@ -23,7 +24,7 @@ from isegm.inference.metrics import get_iou
 from isegm.inference.predictors.sam import SamClickPredictor, point_prompts
 from isegm.inference.sam_models import get_variant, load_sam_model
 
-segment_anything = pytest.importorskip("segment_anything")
+segment_anything = import_or_skip("segment_anything", "segment-anything")
 N_CLICKS = 4
 
 
@@ -69,20 +70,10 @@ def sam_vit_b(tmp_path_factory):
     return path, model, EncoderCounter(model.image_encoder)
 
 
-def sam2_available() -> bool:
-    try:
-        import sam2.build_sam  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="session")
 def sam2_hiera_t(tmp_path_factory):
     """Seeded SAM 2.1 hiera_t built by sam2 from its own config, saved as {"model": state_dict}."""
-    if not sam2_available():
-        pytest.skip("the sam2 package is not installed")
-    from sam2.build_sam import build_sam2
+    build_sam2 = import_or_skip("sam2.build_sam", "sam2").build_sam2
     torch.manual_seed(0)
     model = build_sam2(get_variant("SAM2", "hiera_t").config, ckpt_path=None, device="cpu").eval()
     path = tmp_path_factory.mktemp("sam2") / "sam2.1_hiera_t_seeded.pt"

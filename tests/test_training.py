@@ -231,3 +231,58 @@ def test_sample_dropout_mask_depends_only_on_the_samples_seed():
     assert set(together.unique().tolist()) <= {0.0, 2.0}
     dropout.eval()
     assert torch.equal(dropout(x[:2]), x[:2])
+
+
+def test_sample_dropout_with_p_1_zeroes_everything_without_nan():
+    from isegm.engine.sample_dropout import SampleDropout2d
+
+    dropout = SampleDropout2d(1.0).train()
+    x = torch.ones(2, 4, 3, 3)
+    dropout.set_seeds([1, 2])
+    out = dropout(x)
+    assert not out.isnan().any() and torch.equal(out, torch.zeros_like(x))
+
+
+def test_sample_dropout_seeds_serve_one_forward_only():
+    """A later training-mode forward with the same batch size must not reuse the masks of the seeded step."""
+    from isegm.engine.sample_dropout import SampleDropout2d
+
+    dropout = SampleDropout2d(0.5).train()
+    x = torch.ones(3, 64, 1, 1)
+    dropout.set_seeds([5, 6, 7])
+    seeded = dropout(x)
+    torch.manual_seed(0)
+    later = dropout(x)  # the global generator now, as nn.Dropout2d
+    torch.manual_seed(0)
+    assert not torch.equal(seeded, later) and torch.equal(later, torch.nn.functional.dropout2d(x, 0.5, True))
+
+
+def test_a_training_step_leaves_the_global_torch_generator_as_it_found_it(tmp_path):
+    """The step's own draws are seeded, but the seed must not stay set in torch's global generator afterwards."""
+    trainer = tiny_trainer(tmp_path, epochs=1, signals=(SLIDER,), switch=0)
+    batch = next(iter(trainer.loader))
+    trainer.model.train()
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    trainer._step(batch, SLIDER)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_two_gloo_ranks_reduce_gradients_with_distributed_data_parallel(tmp_path):
+    """Training under torchrun wraps the model in DistributedDataParallel (bucketed all-reduce overlapped with the
+    backward pass) and every rank ends with the same weights."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    env = dict(__import__("os").environ, PYTHONPATH=f"{ROOT}:{ROOT / 'tests'}", OMP_NUM_THREADS="1",
+               DDP_WORKER_OUT=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", "29541", str(ROOT / "tests" / "ddp_worker.py")],
+                            capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    reports = [p.read_text().split() for p in sorted(tmp_path.glob("rank*.txt"))]
+    assert len(reports) == 2
+    assert all(r[0] == "DistributedDataParallel" for r in reports), reports
+    assert reports[0][1] == reports[1][1]  # the weights' digest

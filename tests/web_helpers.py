@@ -12,9 +12,8 @@ from typing import List, Optional
 
 import cv2
 import numpy as np
-import pytest
 
-from helpers import ROOT
+from helpers import ROOT, skip_unless_required
 
 CHROMIUM = os.environ.get("GRACO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -30,10 +29,8 @@ def require(*, browser: bool) -> None:
     if browser and not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
         missing.append(f"chromium ({CHROMIUM}; apt-get install chromium)")
     if missing:
-        reason = f"{', '.join(missing)} not installed (pip install -r requirements.txt; apt-get install chromium)"
-        if os.environ.get("GRACO_REQUIRE_TEST_ASSETS"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_unless_required(f"{', '.join(missing)} not installed (pip install -r requirements.txt; "
+                             "apt-get install chromium)")
 
 
 def free_port() -> int:

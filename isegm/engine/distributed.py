@@ -2,7 +2,7 @@
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -50,29 +50,6 @@ def init_distributed(use_cpu: bool, gpu_ids: Optional[Sequence[int]] = None,
         extra = {} if timeout is None else {"timeout": timeout}
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", **extra)
     return DistInfo(rank, world_size, local_rank, device)
-
-
-def broadcast_parameters(params: Iterable[torch.Tensor]) -> None:
-    """Give every rank rank 0's values."""
-    if dist.is_available() and dist.is_initialized():
-        for p in params:
-            dist.broadcast(p.data, src=0)
-
-
-def average_gradients(params: Iterable[torch.nn.Parameter], world_size: int) -> None:
-    """All-reduce the gradients of ``params`` (those that have one) into their mean, as one flat buffer."""
-    if world_size <= 1:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world_size
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
 
 
 def broadcast_from_main(value: Any, world_size: int) -> Any:

@@ -8,8 +8,9 @@ from torch import nn
 
 class SampleDropout2d(nn.Module):
     """``nn.Dropout2d`` (each channel of each sample zeroed with probability ``p``, the rest scaled by
-    1 / (1 - p)), with sample b's channel mask drawn from ``seeds[b]`` when :meth:`set_seeds` gave seeds
-    (else from torch's global generator). Input: B x C x H x W."""
+    1 / (1 - p); ``p = 1`` zeroes everything), with sample b's channel mask drawn from ``seeds[b]`` by a local
+    generator when :meth:`set_seeds` gave seeds for this forward (else from torch's global generator). Seeds serve
+    one training-mode forward only, so a later forward never reuses their masks. Input: B x C x H x W."""
 
     def __init__(self, p: float):
         super().__init__()
@@ -17,17 +18,21 @@ class SampleDropout2d(nn.Module):
         self.seeds: Optional[List[int]] = None
 
     def set_seeds(self, seeds: Optional[Sequence[int]]) -> None:
+        """Seeds of the next training-mode forward's masks, one per sample (None: the global generator)."""
         self.seeds = None if seeds is None else [int(s) for s in seeds]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        if self.seeds is None:
+        seeds, self.seeds = self.seeds, None  # used by this forward only
+        if seeds is None:
             return nn.functional.dropout2d(x, self.p, True)
-        if len(self.seeds) != x.shape[0]:
-            raise ValueError(f"{len(self.seeds)} dropout seeds for a batch of {x.shape[0]}")
+        if len(seeds) != x.shape[0]:
+            raise ValueError(f"{len(seeds)} dropout seeds for a batch of {x.shape[0]}")
+        if self.p >= 1:
+            return x * 0.0
         keep = torch.stack([torch.rand(x.shape[1], generator=torch.Generator().manual_seed(s)) >= self.p
-                            for s in self.seeds])
+                            for s in seeds])
         return x * keep.to(x.device, x.dtype)[:, :, None, None] / (1.0 - self.p)
 
 

@@ -22,7 +22,7 @@ from ..utils.files import atomic_write
 from ..utils.vis import NEGATIVE_COLOUR, POSITIVE_COLOUR, draw_probmap
 from .click_simulation import add_correction_clicks
 from .metrics import AdaptiveIoU
-from .distributed import DistInfo, all_reduce_mean, average_gradients, broadcast_parameters
+from .distributed import DistInfo, all_reduce_mean
 from .sample_dropout import use_sample_dropout
 from .sampler import GCLSampler, derive_seed
 from .schedule import GCLSchedule
@@ -78,7 +78,9 @@ class GCLTrainer:
 
     With ``enable_lora`` only the LoRA branches, the granularity embedding and the phrase projection learn (the
     base stays frozen); otherwise every parameter of the model learns (training a SimpleClick-style base).
-    Ranks average their gradients after each backward pass, so every rank holds the same weights; an error met by
+    Under torchrun the model trains through :class:`~torch.nn.parallel.DistributedDataParallel` (rank 0's weights
+    at the start, gradients averaged in buckets while the backward pass runs), so every rank holds the same
+    weights; an error met by
     one rank (a bad batch, an unreadable training set) stops every rank with that rank's message
     (:class:`RankFailed`). With ``options.validation``, ``val_set`` is evaluated after every epoch
     (:meth:`validate`).
@@ -100,7 +102,7 @@ class GCLTrainer:
         self.batch_per_rank = options.batch_size // dist.world_size
         self.loss_fn = NormalizedFocalLoss(options.loss_alpha, options.loss_gamma)
         self.params = self._mark_trainable()
-        broadcast_parameters(self.params.values())
+        self.train_module = self._wrap_for_ranks()
         self.optimizer = self._build_optimizer()
         self.sampler = GCLSampler(len(train_set), self.batch_per_rank, options.seed, schedule.signal,
                                   dist.rank, dist.world_size, weights=train_set.sample_weights)
@@ -147,6 +149,25 @@ class GCLTrainer:
             if any(key in name for key in self.options.freeze_list):
                 param.requires_grad_(False)
         return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+    def _wrap_for_ranks(self) -> torch.nn.Module:
+        """The module the training forward goes through: the model itself on one process, else the model in
+        DistributedDataParallel (which starts every rank from rank 0's weights). Each epoch trains one branch, so
+        the other branch's parameters get no gradient (``find_unused_parameters``)."""
+        if not self.dist.distributed:
+            return self.model
+        device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
+        # peft lets only the active LoRA branch require gradients, and each forward picks its branch: DDP must
+        # know every trainable parameter when it is built, or the other branch's gradients are never averaged
+        flags = {name: p.requires_grad for name, p in self.params.items()}
+        for p in self.params.values():
+            p.requires_grad_(True)
+        try:
+            return torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids,
+                                                             find_unused_parameters=True, forward_sync_buffers=False)
+        finally:
+            for name, p in self.params.items():
+                p.requires_grad_(flags[name])
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         """Adam over the trainable parameters, grouped by branch. With layer-wise decay (the published
@@ -434,24 +455,24 @@ class GCLTrainer:
     def _step(self, batch: Dict[str, torch.Tensor], signal: str) -> Dict[str, float]:
         image, target, points, gra, text = self._inputs(batch, signal)
         step_rng, sample_seeds = self._draw_seeds(image.shape[0], self.global_step)
-        torch.manual_seed(derive_seed(self.options.seed, self.global_step))  # any other torch draw
         num_clicks = int(step_rng.integers(self.options.max_num_next_clicks + 1))
         rngs = [np.random.default_rng(s) for s in sample_seeds]
-        prev, points = self._simulate_clicks(image, target, points, gra, text, num_clicks, rngs)
-        for dropout in self.dropouts:
-            dropout.set_seeds([derive_seed(s, DROPOUT_TAG) for s in sample_seeds])
-
-        with self._autocast():
-            logits = self.model(self._net_input(image, prev), points, gra, text)["instances"]
-        loss = self.loss_fn(logits.float(), target).mean()
-        loss_value = all_reduce_mean(loss.detach().reshape(1), self.dist.world_size).item()
-        if not math.isfinite(loss_value):
-            raise TrainingDiverged(
-                f"the loss is {loss_value} at epoch {self.epoch}, iteration {self.next_batch}; training stopped, "
-                f"{self._last_good()}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients(self.params.values(), self.dist.world_size)
+        devices = [self.dist.device] if self.dist.device.type == "cuda" else []
+        with torch.random.fork_rng(devices, device_type="cuda"):  # torch's own generators
+            torch.manual_seed(derive_seed(self.options.seed, self.global_step))  # are as before after the step
+            prev, points = self._simulate_clicks(image, target, points, gra, text, num_clicks, rngs)
+            for dropout in self.dropouts:
+                dropout.set_seeds([derive_seed(s, DROPOUT_TAG) for s in sample_seeds])
+            with self._autocast():
+                logits = self.train_module(self._net_input(image, prev), points, gra, text)["instances"]
+            loss = self.loss_fn(logits.float(), target).mean()
+            loss_value = all_reduce_mean(loss.detach().reshape(1), self.dist.world_size).item()
+            if not math.isfinite(loss_value):
+                raise TrainingDiverged(
+                    f"the loss is {loss_value} at epoch {self.epoch}, iteration {self.next_batch}; training stopped, "
+                    f"{self._last_good()}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # DistributedDataParallel averages the gradients over the ranks
         finite = torch.stack([p.grad.isfinite().all() for p in self.params.values() if p.grad is not None]).all()
         if not finite.item():  # the gradients are averaged, so every rank sees the same answer
             raise TrainingDiverged(

@@ -3,14 +3,18 @@ continued by running the same command again.
 
 Layout (one journal folder per results table, e.g. ``cvpr_NoBRS_20.journal/``)::
 
-    <command id>/command.txt               what shapes the results (checkpoints, signal, protocol, datasets, ...)
+    <command id>/command.txt               what shapes the results (checkpoints, signal, protocol, datasets, ...,
+                                           and ``code``: the identity of the code that computes them, see
+                                           :func:`isegm.utils.code_identity.code_identity`)
     <command id>/<unit>.r<rank>.jsonl      one JSON line per finished sample of a unit (a dataset, or a
                                            checkpoint and dataset), written by that rank
     <command id>/complete                  the command finished
 
 The command id is a hash of the command (``command.txt``, JSON, named so that tools collecting the
 JSON summaries pass it by); a command that finished stays there, so running it again
-recomputes nothing. A run is refused while another command's run into the same table is unfinished.
+recomputes nothing. A run is refused while another command's run into the same table is unfinished; when that run
+was made by other code, its samples can never be continued by this code, and the one-line refusal says to remove
+its folder to start afresh.
 IoUs are stored as the decimal form of their float32 values, which reads back bit-identically.
 """
 import hashlib
@@ -21,6 +25,7 @@ from typing import Dict
 
 import numpy as np
 
+from ..utils.code_identity import describe
 from ..utils.files import atomic_write
 from .evaluation import SampleResult
 
@@ -68,6 +73,10 @@ class Journal:
                 except (OSError, ValueError):
                     continue
                 diff = sorted(k for k in set(old) | set(self.command) if old.get(k) != self.command.get(k))
+                if "code" in diff:
+                    made_by = describe(old["code"]) if isinstance(old.get("code"), dict) else "unrecorded code"
+                    raise JournalMismatch(f"{other} holds an unfinished run made by other code ({made_by}); its "
+                                          f"samples are not mixed with this code's: remove {other} to start afresh")
                 raise JournalMismatch(f"{other} holds an unfinished run of another command ({', '.join(diff)} "
                                       f"differ): run that command again to finish it, or remove {other}")
         path = self.folder / "command.txt"
@@ -121,5 +130,6 @@ def _drop_partial_line(path: Path) -> None:
 
 
 def unit_name(dataset: str, checkpoint: str = "") -> str:
-    """The journal's name for one dataset evaluated with one checkpoint (``checkpoint`` empty for a single one)."""
+    """The journal's name for one dataset evaluated with one checkpoint (``checkpoint``: the checkpoint's file
+    name with its suffix, so ``x.pth`` and ``x.safetensors`` never share lines; empty for a single checkpoint)."""
     return f"{checkpoint}_{dataset}" if checkpoint else dataset

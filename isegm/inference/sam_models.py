@@ -10,17 +10,16 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Dict, Optional, Tuple, Union
 
 import torch
 
 from ..model.checkpoint import CheckpointError
+from ..utils.extras import require_extra
 
 PathLike = Union[str, Path]
-
-
-class SamUnavailable(ValueError):
-    """The package of a SAM family is not installed."""
+PACKAGES = {"SAM": "segment_anything", "SAM2": "sam2.build_sam"}  # from the [baselines] extra
 
 
 @dataclass(frozen=True)
@@ -152,23 +151,20 @@ def read_sam_checkpoint(path: PathLike, variant: SamVariant) -> Dict[str, torch.
     return state
 
 
+def sam_package(family: str) -> ModuleType:
+    """The module that builds models of ``family`` (``segment_anything`` or ``sam2.build_sam``); raises
+    :class:`~isegm.utils.extras.ExtraMissing` (one line naming the ``[baselines]`` extra) when it is missing."""
+    return require_extra("baselines", PACKAGES[family], f"--sam-type {family}")
+
+
 def build_sam_model(variant: SamVariant) -> torch.nn.Module:
     """An untrained model of ``variant`` built by its own package (SAM: ``sam_model_registry``; SAM 2:
     ``build_sam2`` with the config shipped in ``sam2``), in eval mode on the CPU."""
+    package = sam_package(variant.family)
     if variant.family == "SAM":
-        try:
-            from segment_anything import sam_model_registry
-        except ImportError:
-            raise SamUnavailable("--sam-type SAM needs Meta's segment-anything package: "
-                                 "pip install segment-anything") from None
-        model = sam_model_registry[variant.name]()
+        model = package.sam_model_registry[variant.name]()
     else:
-        try:
-            from sam2.build_sam import build_sam2
-        except ImportError:
-            raise SamUnavailable("--sam-type SAM2 needs the sam2 package: SAM2_BUILD_CUDA=0 pip install "
-                                 "--no-build-isolation sam2 (see README)") from None
-        model = build_sam2(variant.config, ckpt_path=None, device="cpu", mode="eval")
+        model = package.build_sam2(variant.config, ckpt_path=None, device="cpu", mode="eval")
     return model.eval()
 
 
@@ -179,7 +175,7 @@ def load_sam_model(checkpoint: PathLike, sam_type: str, sam_model: str,
     Raises:
         ValueError: unknown type or model name.
         CheckpointError: see :func:`read_sam_checkpoint`; also weights that do not fit the model.
-        SamUnavailable: the family's package is not installed.
+        ExtraMissing: the family's package (the ``[baselines]`` extra) is not installed.
     """
     variant = get_variant(sam_type, sam_model)
     state = read_sam_checkpoint(checkpoint, variant)

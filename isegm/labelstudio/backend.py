@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-from label_studio_converter.brush import mask2rle
 
 from ..inference.clicker import Click
 from ..model.phrase_encoder import PhraseEncoderUnavailable
+from ..utils.extras import require_extra
 from .images import ImageError, ImageSource
 from .labeling_config import GRANULARITY_RANGE, LabelingConfig, LabelingConfigError
 from .sessions import SessionPool
+
+mask2rle = require_extra("labelstudio", "label_studio_converter.brush", "the Label Studio backend").mask2rle
 
 logger = logging.getLogger(__name__)
 MAX_CLICKS = 100

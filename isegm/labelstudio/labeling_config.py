@@ -2,7 +2,10 @@
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-from label_studio_tools.core.label_config import parse_config
+from ..utils.extras import require_extra
+
+parse_config = require_extra("labelstudio", "label_studio_tools.core.label_config",
+                             "the Label Studio backend").parse_config
 
 GRANULARITY_RANGE = (0.1, 1.0)
 
@@ -144,7 +147,7 @@ def _numeric(labels) -> bool:
 
 def _number_default(xml: str, name: str) -> float:
     """The ``defaultValue`` of the <Number name=...> control, clipped to the granularity range (1.0 if absent)."""
-    from lxml import etree
+    etree = require_extra("labelstudio", "lxml.etree", "the Label Studio backend")
     for tag in etree.fromstring(xml).iter("Number"):
         if tag.attrib.get("name") == name and "defaultValue" in tag.attrib:
             try:

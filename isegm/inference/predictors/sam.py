@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ...utils.extras import require_extra
 from ..clicker import Click, Clicker
 from ..metrics import get_iou
 from .base import check_rgb_image
@@ -36,12 +37,10 @@ class SamClickPredictor:
 
     def __init__(self, model: torch.nn.Module, oracle: bool = False):
         if hasattr(model, "sam_prompt_encoder"):
-            from sam2.sam2_image_predictor import SAM2ImagePredictor
-            self.predictor = SAM2ImagePredictor(model)
+            self.predictor = require_extra("baselines", "sam2.sam2_image_predictor", "SAM 2").SAM2ImagePredictor(model)
             self.mask_threshold = float(self.predictor.mask_threshold)
         else:
-            from segment_anything import SamPredictor
-            self.predictor = SamPredictor(model)
+            self.predictor = require_extra("baselines", "segment_anything", "SAM").SamPredictor(model)
             self.mask_threshold = float(model.mask_threshold)
         self.model = model
         self.oracle = oracle
