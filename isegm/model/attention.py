@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fused
+
 
 def _linear_parts(layer: nn.Module) -> Tuple[nn.Linear, Optional[torch.Tensor]]:
     """The frozen linear under ``layer`` and the LoRA update of its active adapter (None when not adapted)."""
@@ -63,15 +65,19 @@ class Attention(nn.Module):
             self._fused_key = (state, tensors)  # the tensors themselves, so that a reused id cannot match
         return self._fused
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """B x N x C -> B x N x C (plus ``residual``, added inside the output projection where it can be fused)."""
         batch, tokens, dim = x.shape
         if torch.is_grad_enabled():
             self.clear_cache()
             q, k, v = self.q(x), self.k(x), self.v(x)
         else:
             weight, bias = self._fused_qkv()
-            q, k, v = F.linear(x, weight, bias).split(dim, dim=-1)
+            q, k, v = fused.linear(x, weight, bias).split(dim, dim=-1)
         shape = (batch, tokens, self.num_heads, dim // self.num_heads)
         q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+        out = out.transpose(1, 2).reshape(batch, tokens, dim)
+        if residual is None:
+            return self.proj(out)
+        return fused.linear(out, self.proj.weight, self.proj.bias, residual=residual)

@@ -64,7 +64,7 @@ class SegmentationHead(nn.Module):
             if y.shape[-2:] != size:
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             out = y if out is None else out + y
-        out = F.relu(out + fusion.bias.view(1, -1, 1, 1))
+        out = F.relu(out + fusion.bias.to(out.dtype).view(1, -1, 1, 1))  # in the maps' dtype (bf16 precision)
         if self.upsample != "x1":
             out = self.up_conv1(out)
         if self.upsample == "x4":

@@ -5,6 +5,7 @@ import torch
 from timm.layers import Mlp, PatchEmbed, resample_abs_pos_embed
 from torch import nn
 
+from . import fused
 from .attention import Attention
 from .granularity import NUM_GRANULARITY_LEVELS, granularity_index
 
@@ -64,8 +65,16 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fused.fused_cpu(x):
+            return self._forward_fused(x)
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """bfloat16 CPU inference (see :mod:`.fused`): the residual adds and GELU fused into the products."""
+        x = self.attn(self.norm1(x), residual=x)
+        hidden = fused.linear(self.norm2(x), self.mlp.fc1.weight, self.mlp.fc1.bias, gelu=True)
+        return fused.linear(hidden, self.mlp.fc2.weight, self.mlp.fc2.bias, residual=x)
 
 
 class VisionTransformer(nn.Module):
@@ -90,15 +99,21 @@ class VisionTransformer(nn.Module):
         self.gra_embed = nn.Embedding(NUM_GRANULARITY_LEVELS, embed_dim) if granularity else None
         self._pos_cache = None
 
-    def position_embedding(self, grid: Tuple[int, int]) -> torch.Tensor:
-        """1 x (H*W) x C position embedding for a token grid (class slot dropped)."""
-        if grid == self.grid_size:
-            return self.pos_embed[:, 1:]
+    def position_embedding(self, grid: Tuple[int, int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """1 x (H*W) x C position embedding for a token grid (class slot dropped), in ``dtype``.
+
+        Without gradients the resampled (or converted) embedding is kept until the grid, the dtype or the
+        parameter changes, so that the clicks of a session do not resample it again.
+        """
         if torch.is_grad_enabled():
-            return self._resample_pos_embed(grid)
-        key = (grid, self.pos_embed._version, self.pos_embed.data_ptr())
+            pos = self.pos_embed[:, 1:] if grid == self.grid_size else self._resample_pos_embed(grid)
+            return pos.to(dtype)
+        if grid == self.grid_size and dtype == self.pos_embed.dtype:
+            return self.pos_embed[:, 1:]
+        key = (grid, dtype, self.pos_embed._version, self.pos_embed.data_ptr())
         if self._pos_cache is None or self._pos_cache[0] != key or self._pos_cache[1] is not self.pos_embed:
-            self._pos_cache = (key, self.pos_embed, self._resample_pos_embed(grid))
+            pos = self.pos_embed[:, 1:] if grid == self.grid_size else self._resample_pos_embed(grid)
+            self._pos_cache = (key, self.pos_embed, pos.to(dtype))
         return self._pos_cache[2]
 
     def _resample_pos_embed(self, grid: Tuple[int, int]) -> torch.Tensor:
@@ -125,8 +140,8 @@ class VisionTransformer(nn.Module):
                 raise ValueError("this model has no granularity input (it is not a GraCo model)")
             x = x + self.gra_embed(granularity_index(gra.reshape(-1))).unsqueeze(1)
         if phrase_tokens is not None:
-            x = x + phrase_tokens.unsqueeze(1)
-        x = x + self.position_embedding(grid)
+            x = x + phrase_tokens.unsqueeze(1).to(x.dtype)
+        x = x + self.position_embedding(grid, x.dtype)  # the tokens' dtype: float32, or bfloat16 (precision)
 
         if self.random_split:
             return self._random_split_blocks(x), grid

@@ -54,11 +54,10 @@ class BasePredictor:
     def __init__(self, model, device: Union[str, torch.device], net_clicks_limit: Optional[int] = None,
                  with_flip: bool = False, zoom_in: Optional[ZoomIn] = None, max_size: Optional[int] = None,
                  precision: str = "fp32", **kwargs):
-        """``precision``: ``'fp32'`` (default, matches the published outputs), ``'bf16'`` (bfloat16 products;
-        probabilities differ from fp32 by a few 1e-2 at most), ``'bf16x3'`` (split-bfloat16 products, close to fp32;
-        for measurements: slower than fp32 on the CPUs measured) or ``'auto'`` (bf16 where the device multiplies
-        bfloat16 natively and faster, else fp32); see :mod:`isegm.inference.precision`. The model is not modified; converted weights are made once per model.
-        ``self.precision`` is the mode in use (``auto`` resolved)."""
+        """``precision``: ``'fp32'`` (default, matches the published outputs), ``'bf16'`` (bfloat16 activations and
+        products; probabilities differ from fp32 by a few 1e-2 at most) or ``'auto'`` (bf16 where the device
+        multiplies bfloat16 natively, else fp32); see :mod:`isegm.inference.precision`. The model is not modified;
+        bfloat16 weights are made once per model. ``self.precision`` is the mode in use (``auto`` resolved)."""
         if kwargs:
             raise TypeError(f"unexpected predictor parameters: {', '.join(sorted(kwargs))}")
         self.net = model
