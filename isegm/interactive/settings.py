@@ -17,7 +17,7 @@ class PredictorSettings:
     expansion_ratio: float = 1.4
     max_size: Optional[int] = 800
     with_flip: bool = True
-    precision: str = "fp32"  # fp32 | bf16 | bf16x3 | auto (see isegm.inference.precision)
+    precision: str = "fp32"  # fp32 | bf16 | auto (see isegm.inference.precision)
 
     def zoom_in_params(self) -> Optional[dict]:
         if not self.use_zoom_in:
