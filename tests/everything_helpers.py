@@ -58,7 +58,8 @@ def known_scene(size: int = 160, seed: int = 0) -> Tuple[np.ndarray, List[np.nda
 
 
 class ColourRuleNet(nn.Module):
-    """The stand-in network (see the module docstring); ``calls`` counts forwards, ``batch_sizes`` their sizes."""
+    """The stand-in network (see the module docstring); ``calls`` counts forwards, ``batch_sizes`` and
+    ``input_sizes`` record their shapes."""
 
     with_prev_mask = True
     phrase_encoder = None
@@ -69,10 +70,12 @@ class ColourRuleNet(nn.Module):
         self.blur_sigma = blur_sigma
         self.calls = 0
         self.batch_sizes: List[int] = []
+        self.input_sizes: List[Tuple[int, int]] = []
 
     def forward(self, image: torch.Tensor, points: torch.Tensor, gra=None, text=None):
         self.calls += 1
         self.batch_sizes.append(image.shape[0])
+        self.input_sizes.append(tuple(image.shape[2:]))
         logits = [self._one(image[b, :3].permute(1, 2, 0).cpu().numpy(), points[b].cpu().numpy(),
                             1.0 if gra is None else float(torch.as_tensor(gra).reshape(-1)[b]))
                   for b in range(image.shape[0])]
