@@ -36,8 +36,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max-image-pixels", type=int, default=50_000_000, help="largest image (width x height)")
     parser.add_argument("--max-image-mb", type=float, default=32, help="largest image file, in MiB")
     parser.add_argument("--negative-label", default="Negative", help="keypoint label of negative clicks")
+    parser.add_argument("--pre-annotate-granularity", type=float, default=None,
+                        help="answer requests without clicks (pre-annotation, 'Retrieve predictions') with the masks "
+                             "of segment everything at this granularity in [0.1, 1] (default: no prediction)")
+    parser.add_argument("--pre-annotate-points-per-side", type=int, default=16,
+                        help="grid of the pre-annotation (N x N clicks)")
     args = parser.parse_args(argv)
     check_model_arguments(args)
+    gra = args.pre_annotate_granularity
+    if gra is not None and not 0.1 <= gra <= 1.0:
+        raise UsageError(f"--pre-annotate-granularity {gra:g}: must be in [0.1, 1]")
+    if args.pre_annotate_points_per_side < 1:
+        raise UsageError("--pre-annotate-points-per-side must be at least 1")
     if not 0 <= args.port < 65536:
         raise UsageError("--port must be in 0..65535")
     if args.max_sessions < 1 or args.max_image_pixels < 1 or args.max_image_mb <= 0:
@@ -49,7 +59,8 @@ def build_server(args: argparse.Namespace):
     """Load the model and make the (not yet serving) HTTP server."""
 
     from isegm.inference.utils import load_is_model
-    from isegm.labelstudio.backend import GraCoBackend
+    from isegm.generation.everything import EverythingSettings
+    from isegm.labelstudio.backend import GraCoBackend, PreAnnotation
     from isegm.labelstudio.images import ImageSource
     from isegm.labelstudio.server import BackendServer
     from isegm.labelstudio.sessions import SessionPool
@@ -60,8 +71,10 @@ def build_server(args: argparse.Namespace):
                          allowed_hosts=tuple(h.strip().lower() for h in args.allowed_hosts.split(",") if h.strip()),
                          max_bytes=int(args.max_image_mb * 2 ** 20), max_pixels=args.max_image_pixels)
     version = f"GraCo-{Path(lora or checkpoint).stem}"
+    pre_annotate = None if args.pre_annotate_granularity is None else PreAnnotation(
+        args.pre_annotate_granularity, EverythingSettings(points_per_side=args.pre_annotate_points_per_side))
     backend = GraCoBackend(SessionPool(base, args.max_sessions), images, model_version=version,
-                           negative_label=args.negative_label)
+                           negative_label=args.negative_label, pre_annotate=pre_annotate)
     return BackendServer((args.host, args.port), backend)
 
 

@@ -252,3 +252,40 @@ def test_cli_unreadable_image_in_a_folder_is_skipped(checkpoints, tmp_path, capl
     assert _run(checkpoints, folder, tmp_path / "out") == 1
     assert (tmp_path / "out" / "ok.json").is_file() and not (tmp_path / "out" / "broken.json").exists()
     assert "skipping" in caplog.text and "broken.jpg" in caplog.text
+
+
+# ----- where people use it ----------------------------------------------------------------------------------------
+
+def test_label_studio_pre_annotation_answers_without_clicks(scene, tmp_path):
+    """A request without clicks (Label Studio's "Retrieve predictions") gets one brush result per mask at the
+    backend's pre-annotation granularity (the stand-in network gives parts below 0.6), image read over HTTP."""
+    from isegm.labelstudio.backend import GraCoBackend, PreAnnotation
+    from isegm.labelstudio.images import ImageSource
+    from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG
+    from isegm.labelstudio.sessions import SessionPool
+    from labelstudio_helpers import StaticFiles, decode_brush
+    image, _, parts = scene
+    cv2.imwrite(str(tmp_path / "scene.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    files = StaticFiles(tmp_path)
+    try:
+        pool = SessionPool(rule_predictor())
+        request = {"tasks": [{"id": 7, "data": {"image": files.url("scene.png")}}], "label_config": EXAMPLE_CONFIG}
+        images = ImageSource(allowed_hosts=(files.host,))
+        assert GraCoBackend(pool, images).predict(request) == {"results": []}
+        backend = GraCoBackend(pool, images, pre_annotate=PreAnnotation(0.5, EverythingSettings(points_per_side=8,
+                                                                                               min_area=20)))
+        answer = backend.predict({**request, "params": {"context": None}})
+    finally:
+        files.close()
+    (prediction,) = answer["results"]
+    masks = [decode_brush(result) for result in prediction["result"]]
+    assert len(masks) == len(parts) and min(best_iou(p, masks) for p in parts) >= 0.8
+    assert len({r["id"] for r in prediction["result"]}) == len(masks) and 0 < prediction["score"] <= 1
+    assert all(r["type"] == "brushlabels" and r["value"]["brushlabels"] for r in prediction["result"])
+
+
+def test_serve_checks_the_pre_annotation_granularity(capsys):
+    import serve
+    assert serve.main(["--checkpoint", "x", "--cpu", "--pre-annotate-granularity", "0.05"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--pre-annotate-granularity" in err and "[0.1, 1]" in err

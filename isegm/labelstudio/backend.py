@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 from label_studio_converter.brush import mask2rle
 
+from ..generation.everything import EverythingGenerator, EverythingSettings, Layer
 from ..inference.clicker import Click
 from ..model.phrase_encoder import PhraseEncoderUnavailable
 from .images import ImageError, ImageSource
@@ -35,6 +36,14 @@ class RequestError(ValueError):
 
 
 @dataclass(frozen=True)
+class PreAnnotation:
+    """Answer requests without clicks (Label Studio's pre-annotation, "Retrieve predictions") with the masks of
+    segment everything at ``gra`` (one brush result per mask)."""
+    gra: float
+    settings: EverythingSettings = EverythingSettings()
+
+
+@dataclass(frozen=True)
 class Signal:
     """The control signal of a request: a granularity or a part name."""
     gra: Optional[float]
@@ -50,11 +59,14 @@ class GraCoBackend:
         model_version: the name Label Studio shows for the predictions.
         negative_label: keypoint label of negative clicks.
         prob_thresh: probability above which a pixel is in the mask.
+        pre_annotate: answer requests without clicks with whole-image masks (None: with no prediction).
     """
 
     def __init__(self, pool: SessionPool, images: ImageSource, model_version: str = "GraCo",
-                 negative_label: str = "Negative", prob_thresh: float = 0.5):
+                 negative_label: str = "Negative", prob_thresh: float = 0.5,
+                 pre_annotate: Optional[PreAnnotation] = None):
         self.pool = pool
+        self.pre_annotate = pre_annotate
         self.images = images
         self.model_version = model_version
         self.negative_label = negative_label
@@ -89,8 +101,9 @@ class GraCoBackend:
             raise RequestError("the request has no tasks")
         params = request.get("params") if isinstance(request.get("params"), dict) else {}
         context = params.get("context") or request.get("context")
-        if not context:
-            return {"results": []}  # a pre-annotation request: GraCo needs the annotator's clicks
+        if not context:  # a pre-annotation request
+            return {"results": [self._pre_annotation(request, task) for task in tasks]} if self.pre_annotate \
+                else {"results": []}
         if not isinstance(context, dict) or not isinstance(context.get("result", []), list):
             raise RequestError("the context must be an object with a list 'result'")
         logger.debug("context results: %s", context.get("result"))
@@ -126,6 +139,24 @@ class GraCoBackend:
         logger.info("task %s: %d click(s) %s -> %d px, score %.3f", task.get("id"), len(clicks), what,
                     int(mask.sum()), score)
         return {"results": [self._prediction(config, mask, score)]}
+
+    def _pre_annotation(self, request: Dict[str, Any], task: Any) -> Dict[str, Any]:
+        """One prediction for ``task``: a brush result per mask of segment everything at the set granularity."""
+        config = self._config(request.get("label_config"))
+        url = (task.get("data") or {}).get(config.image_value) if isinstance(task, dict) else None
+        if not isinstance(url, str) or not url:
+            raise RequestError(f"the task has no image in data.{config.image_value}")
+        try:
+            image = self.images.read(url)
+        except ImageError as error:
+            raise RequestError(str(error), status=422) from None
+        layer = Layer(gra=self.pre_annotate.gra)
+        with self.pool.model_lock:
+            masks = EverythingGenerator(self.pool.base, self.pre_annotate.settings).generate(image, [layer])[layer]
+        logger.info("task %s: pre-annotation at gra=%.2f -> %d masks", task.get("id"), layer.gra, len(masks))
+        results = [self._prediction(config, m.segmentation, m.score)["result"][0] for m in masks]
+        score = float(np.mean([m.score for m in masks])) if masks else 0.0
+        return {"result": results, "score": score, "model_version": self.model_version}
 
     # ----- helpers ---------------------------------------------------------------------------------------------
     def _config(self, xml: Any) -> LabelingConfig:
@@ -219,4 +250,4 @@ def _to_pixel(percent: float, size: int) -> float:
     return min(percent * size / 100.0, size - 1.0)
 
 
-__all__ = ["GraCoBackend", "RequestError", "Signal"]
+__all__ = ["GraCoBackend", "PreAnnotation", "RequestError", "Signal"]
