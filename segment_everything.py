@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from any_granularity_generator import barrier, choose_device, distributed_setup
 from isegm.data.io import SampleError, read_rgb_image
-from isegm.demo.controller import PredictorSettings
-from isegm.demo.export import coloured_preview, encode_rle
+from isegm.interactive import PredictorSettings
+from isegm.interactive.export import coloured_preview, encode_rle
 from isegm.engine.distributed import broadcast_from_main
 from isegm.generation.everything import (MIN_GRANULARITY, EverythingGenerator, EverythingMask, EverythingSettings,
                                          Layer, make_layers)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from demo import LOG_FORMAT, UsageError, add_model_arguments, check_model_arguments, prepare_model
+from isegm.cli import LOG_FORMAT, UsageError, add_model_arguments, check_model_arguments, prepare_model
 
 logger = logging.getLogger("serve")
 
@@ -60,21 +60,22 @@ def build_server(args: argparse.Namespace):
 
     from isegm.inference.utils import load_is_model
     from isegm.generation.everything import EverythingSettings
+    from isegm.interactive import SharedModel
     from isegm.labelstudio.backend import GraCoBackend, PreAnnotation
     from isegm.labelstudio.images import ImageSource
     from isegm.labelstudio.server import BackendServer
     from isegm.labelstudio.sessions import SessionPool
     device, checkpoint, lora, settings = prepare_model(args)
     model = load_is_model(checkpoint, device, lora_checkpoint=lora, clip_weights=args.clip_weights)
-    base = settings.make_predictor(model, device)
     images = ImageSource(label_studio_url=args.label_studio_url, api_token=args.label_studio_token,
                          allowed_hosts=tuple(h.strip().lower() for h in args.allowed_hosts.split(",") if h.strip()),
                          max_bytes=int(args.max_image_mb * 2 ** 20), max_pixels=args.max_image_pixels)
     version = f"GraCo-{Path(lora or checkpoint).stem}"
+    pool = SessionPool(SharedModel(model, device, settings), args.max_sessions)
     pre_annotate = None if args.pre_annotate_granularity is None else PreAnnotation(
         args.pre_annotate_granularity, EverythingSettings(points_per_side=args.pre_annotate_points_per_side))
-    backend = GraCoBackend(SessionPool(base, args.max_sessions), images, model_version=version,
-                           negative_label=args.negative_label, pre_annotate=pre_annotate)
+    backend = GraCoBackend(pool, images, model_version=version, negative_label=args.negative_label,
+                           pre_annotate=pre_annotate)
     return BackendServer((args.host, args.port), backend)
 
 

@@ -17,7 +17,6 @@ from typing import NoReturn, Optional
 import torch
 
 logger = logging.getLogger("train")
-MODEL_INIT_TAG = 1  # seeds the initial weights: derive_seed(--seed, MODEL_INIT_TAG)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -73,7 +72,6 @@ def main(argv=None) -> int:
     from isegm.engine import distributed
     from isegm.engine.experiment import (ExperimentError, find_experiment_dir, new_experiment_dir, record_run,
                                          setup_logging)
-    from isegm.engine.sampler import derive_seed
     from isegm.engine.training_config import read_training_config
     from isegm.engine.training_setup import SetupError, build_model, build_train_set, trainer_options
     from isegm.model.checkpoint import CheckpointError
@@ -104,9 +102,8 @@ def main(argv=None) -> int:
         if dist.is_main:
             record_run(exp_dir, config, vars(args))
             logger.info("experiment folder %s", exp_dir)
-        torch.manual_seed(derive_seed(args.seed, MODEL_INIT_TAG))  # initial weights of what trains
         model = build_model(config, weights=args.weights, enable_lora=args.enable_lora, clip_weights=args.clip_weights,
-                            upsample=args.upsample, random_split=args.random_split)
+                            upsample=args.upsample, random_split=args.random_split, seed=args.seed)
         train_set, signals = build_train_set(config, paths, part_path=args.part_path)
         options = trainer_options(config, workers=args.workers, seed=args.seed, bf16=args.bf16,
                                   max_iterations=args.max_iterations, layerwise_decay=args.layerwise_decay,

@@ -30,7 +30,7 @@ import torch
 
 from isegm.data.io import read_rgb_image
 from isegm.data.training import read_pascalpart_objects
-from isegm.demo.controller import PredictorSettings
+from isegm.interactive import PredictorSettings
 from isegm.generation.everything import EverythingGenerator, EverythingSettings, Layer, grid_points
 from isegm.utils.machine import cpu_name
 

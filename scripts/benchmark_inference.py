@@ -149,8 +149,9 @@ def demo_rss(args, precision):
     code = f"""
 import resource, torch
 torch.set_num_threads({args.threads})
-from isegm.demo.controller import DemoController, PredictorSettings
+from isegm.demo.controller import DemoController
 from isegm.demo.worker import Worker
+from isegm.interactive import PredictorSettings
 from isegm.model import load_model_config
 from isegm.toy.seeded import build_seeded_model
 import imgviz

@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 import torch
 
-from isegm.demo.controller import PredictorSettings
 from isegm.inference.clicker import Click, Clicker
 from isegm.inference.predictors import get_predictor
+from isegm.interactive import PredictorSettings, SharedModel
 from isegm.labelstudio.backend import GraCoBackend
 from isegm.labelstudio.images import ImageSource
 from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG
@@ -83,7 +83,7 @@ def main():
         threading.Thread(target=files.serve_forever, daemon=True).start()
         host = f"127.0.0.1:{files.server_address[1]}"
         image_url = f"http://{host}/photo.png"
-        backend = GraCoBackend(SessionPool(base, max_sessions=args.clients + 2), ImageSource(allowed_hosts=(host,)))
+        backend = GraCoBackend(SessionPool(SharedModel(model, "cpu", settings), max_sessions=args.clients + 2), ImageSource(allowed_hosts=(host,)))
         server = BackendServer(("127.0.0.1", 0), backend)
         server.start_in_thread()
         task_ids = iter(range(1, 10 ** 6))

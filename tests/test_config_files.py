@@ -10,6 +10,7 @@ import evaluate
 import train
 from helpers import ROOT
 from isegm.engine.schedule import GCLSchedule
+from isegm.cli import resolve_checkpoint
 from isegm.engine.training_config import read_training_config
 from isegm.inference.checkpoint_lookup import find_checkpoint
 from isegm.utils.config_file import ConfigError, read_paths_config, read_yaml
@@ -146,7 +147,7 @@ def test_checkpoint_lookup_rule(tmp_path):
     assert find_checkpoint("graco/run", models) == models / "graco" / "run.safetensors"
     assert find_checkpoint("nothing", models) is None
     assert find_checkpoint(tmp_path / "absent.pth", models) is None
-    assert demo.resolve_checkpoint("GraCo_base", str(models)) == models / "graco" / "GraCo_base_lora.pth"
+    assert resolve_checkpoint("GraCo_base", str(models)) == models / "graco" / "GraCo_base_lora.pth"
 
 
 def test_schedule_defaults_are_the_published_ones():

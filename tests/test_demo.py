@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from isegm.demo.controller import DemoController, PredictorSettings
-from isegm.demo.export import read_coco_masks, save_annotation
+from isegm.demo.controller import DemoController
 from isegm.demo.worker import Worker
 from isegm.inference.utils import load_is_model
+from isegm.interactive import PredictorSettings
+from isegm.interactive.export import read_coco_masks, save_annotation
 from isegm.model import load_model_config
 from isegm.toy.seeded import seeded_published_base
 

@@ -4,9 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from isegm.demo.export import object_colour, palette, read_object_names, save_annotation
 from isegm.demo.render import NEGATIVE_CLICK, POSITIVE_CLICK, render_strip_tile, render_view
 from isegm.inference.clicker import Click
+from isegm.interactive.annotation import object_colour, palette
+from isegm.interactive.export import read_object_names, save_annotation
 from isegm.utils.vis import draw_probmap
 
 GREY = 100

@@ -26,6 +26,18 @@ from isegm.model.checkpoint import save_checkpoint
 SAMPLES = 7  # an odd count: the two ranks get 4 and 3 samples
 
 
+@pytest.fixture(autouse=True)
+def one_thread_per_process():
+    """Every evaluation here runs one thread per process, as the torchrun and subprocess ones do: each sample then
+    runs the very same kernels in every run, so their files are equal byte for byte by construction (a float sum
+    split over another number of threads may round differently, on some CPUs and not others)."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Tiny base and LoRA checkpoints, and a config whose GrabCut has SAMPLES scenes (one of them unreadable)."""

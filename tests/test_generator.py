@@ -171,7 +171,8 @@ def test_generator_cli_scale_granularity_and_restart(tiny_checkpoint, sbd_set, t
 
     # killed after the first shard (SIGKILL, no clean-up), then restarted: same file as the uninterrupted run
     resumed = tmp_path / "resumed"
-    env = dict(os.environ, **{agg.KILL_HOOK_ENV: "1"})
+    # the killed process runs as many threads as this one: the same kernels, so the same bytes by construction
+    env = dict(os.environ, **{agg.KILL_HOOK_ENV: "1"}, OMP_NUM_THREADS=str(torch.get_num_threads()))
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     killed = subprocess.run([sys.executable, str(ROOT / "any_granularity_generator.py"),
                              *_args(tiny_checkpoint, sbd_set, resumed, "--shard-size", "1", "--batch-size", "1")],

@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from isegm.demo.controller import PredictorSettings
 from isegm.inference.clicker import Click, Clicker
 from isegm.inference.predictors import get_predictor
+from isegm.interactive import PredictorSettings, SharedModel
 from isegm.labelstudio.backend import GraCoBackend
 from isegm.labelstudio.images import ImageError, ImageSource
 from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG, LabelingConfig, LabelingConfigError
@@ -48,7 +48,7 @@ def base_predictor(model):
 
 def make_server(model, files, max_sessions=8, **image_options):
     images = ImageSource(allowed_hosts=(files.host,), **image_options)
-    backend = GraCoBackend(SessionPool(base_predictor(model), max_sessions), images)
+    backend = GraCoBackend(SessionPool(SharedModel(model, "cpu", SETTINGS), max_sessions), images)
     server = BackendServer(("127.0.0.1", 0), backend, max_request_bytes=1 << 20)
     server.start_in_thread()
     return server
@@ -283,7 +283,7 @@ def test_serve_finds_a_checkpoint_by_name_under_the_models_folder(tmp_path):
     server = serve.build_server(args)
     try:
         assert server.backend.model_version == "GraCo-lora"
-        assert server.backend.pool.base.net.backbone.gra_embed is not None, "the LoRA file was found and loaded"
+        assert server.backend.pool.shared.model.backbone.gra_embed is not None, "the LoRA file was found and loaded"
     finally:
         server.server_close()
 
@@ -301,14 +301,14 @@ def test_setup_never_sends_a_configured_token_to_a_host_it_names(model, photo_fi
     """A token given on the command line stays with the configured URL; /setup may fill in only what is unset."""
     files, _ = photo_files
     configured = ImageSource(api_token="secret", allowed_hosts=(files.host,))
-    backend = GraCoBackend(SessionPool(base_predictor(model), 2), configured)
+    backend = GraCoBackend(SessionPool(SharedModel(model, "cpu", SETTINGS), 2), configured)
     backend.setup({"schema": EXAMPLE_CONFIG, "hostname": "http://attacker.example", "access_token": "theirs"})
     assert configured.label_studio_url is None and configured.api_token == "secret"
     unset = ImageSource(allowed_hosts=(files.host,))
-    backend = GraCoBackend(SessionPool(base_predictor(model), 2), unset)
+    backend = GraCoBackend(SessionPool(SharedModel(model, "cpu", SETTINGS), 2), unset)
     backend.setup({"schema": EXAMPLE_CONFIG, "hostname": "http://127.0.0.1:8080", "access_token": "ls-token"})
     assert (unset.label_studio_url, unset.api_token) == ("http://127.0.0.1:8080", "ls-token")
     with_url = ImageSource(label_studio_url="http://127.0.0.1:8080", allowed_hosts=(files.host,))
-    backend = GraCoBackend(SessionPool(base_predictor(model), 2), with_url)
+    backend = GraCoBackend(SessionPool(SharedModel(model, "cpu", SETTINGS), 2), with_url)
     backend.setup({"schema": EXAMPLE_CONFIG, "hostname": "http://elsewhere.example", "access_token": "ls-token"})
     assert (with_url.label_studio_url, with_url.api_token) == ("http://127.0.0.1:8080", "ls-token")

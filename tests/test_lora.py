@@ -53,6 +53,9 @@ def test_attention_equals_published_fused_lora_formula():
             fused = torch.cat([attn.q(x), attn.k(x), attn.v(x)], dim=-1)  # peft path
             weight, bias = attn._fused_qkv()  # merged inference path
             merged = F.linear(x, weight, bias)
+        # the same products summed in another order (float32, 64-term sums of O(1) values: about 1e-6); a wrong
+        # scale, branch or row layout changes the LoRA term, which is of the order of 1e-1 here
+        assert float((x @ delta.T * (1.0 / 8)).abs().max()) > 1e-2
         torch.testing.assert_close(fused, expected, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(merged, expected, atol=1e-5, rtol=1e-5)
 

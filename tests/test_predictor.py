@@ -91,8 +91,12 @@ def test_predict_granularities_matches_single_predictions_and_keeps_state(tiny_m
     before = predictor.get_states()["prev_prediction"].clone()
     strip = predictor.predict_granularities(clicker, [0.2, 0.7, 1.0])
     assert torch.equal(predictor.get_states()["prev_prediction"], before)
+    # The batched and the single forwards differ by the kernels' summation order only (float32 rounding, about 1e-6
+    # of the logits); a mix-up of batch rows or granularities differs by the granularity's own effect on the mask.
+    # Tolerance: 1e-3 of that effect, measured here.
+    effect = np.abs(strip[0] - strip[2]).max()
+    assert effect > 1e-3, "the granularity changes the prediction"
     for gra, probs in zip([0.2, 0.7, 1.0], strip):
         predictor.set_input_image(rgb_image)
         single = predictor.get_prediction(clicker, gra=gra)
-        np.testing.assert_allclose(probs, single, atol=1e-5)
-    assert not np.allclose(strip[0], strip[2])
+        assert np.abs(probs - single).max() <= 1e-3 * effect, gra

@@ -1,1 +1,2 @@
-"""The GraCo annotation tool: a Tk window (:mod:`.app`) over a display-free state (:mod:`.controller`)."""
+"""The GraCo annotation tool (Tk only): the window (:mod:`.tk_app`), its canvas, pictures and worker thread, and the
+UI-thread state (:mod:`.controller`) over the display-free :mod:`isegm.interactive` core."""

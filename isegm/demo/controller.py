@@ -1,11 +1,11 @@
-"""The annotation state of the demo, independent of Tk: image, objects, clicks, predictions, undo history.
+"""The annotation tool's state between the Tk window and the interactive core: the UI thread's clicks, undo history
+and partial finishes over :class:`~isegm.interactive.ObjectSession` predictions run on a worker thread.
 
 All model work runs on a :class:`~isegm.demo.worker.Worker` thread; every public method is meant for the UI thread and
 returns at once. ``on_change()`` is called (on the UI thread, from :meth:`DemoController.poll`) whenever what should
 be drawn changed.
 """
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -13,98 +13,12 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..inference.clicker import Click, Clicker
-from ..inference.predictors import BasePredictor, get_predictor
-from ..model.phrase_encoder import PhraseEncoderUnavailable
-from ..signals import GRANULARITY_LEVELS, check_granularity
+from ..inference.clicker import Click
+from ..interactive import AnnotatedObject, Annotation, ObjectSession, PredictorSettings, SharedModel, click_key
+from ..signals import check_granularity
 from .worker import Worker
 
 logger = logging.getLogger(__name__)
-
-ClickKey = Tuple[Tuple[bool, float, float], ...]
-
-
-@dataclass(frozen=True)
-class PredictorSettings:
-    """The published demo's prediction options (defaults as published)."""
-    use_zoom_in: bool = True
-    fixed_crop: bool = True
-    skip_clicks: int = -1
-    target_size: int = 448
-    expansion_ratio: float = 1.4
-    max_size: Optional[int] = 800
-    with_flip: bool = True
-    precision: str = "fp32"  # fp32 | bf16 | bf16x3 | auto (see isegm.inference.precision)
-
-    def zoom_in_params(self) -> Optional[dict]:
-        if not self.use_zoom_in:
-            return None
-        size = (self.target_size, self.target_size) if self.fixed_crop else self.target_size
-        return {"skip_clicks": self.skip_clicks, "target_size": size, "expansion_ratio": self.expansion_ratio}
-
-    def make_predictor(self, model: torch.nn.Module, device: torch.device, prob_thresh: float = 0.5,
-                       with_flip: Optional[bool] = None) -> BasePredictor:
-        """A predictor with these options (``with_flip`` overrides the setting, e.g. for the strip)."""
-        return get_predictor(model, "NoBRS", device, prob_thresh=prob_thresh,
-                             with_flip=self.with_flip if with_flip is None else with_flip,
-                             zoom_in_params=self.zoom_in_params(),
-                             predictor_params={"max_size": self.max_size, "precision": self.precision})
-
-
-@dataclass
-class AnnotatedObject:
-    """A finished object: its id (1..n), its mask and a name."""
-    object_id: int
-    mask: np.ndarray
-    name: str
-
-
-class ObjectSession:
-    """The predictions for one object's click sequences: predictor state and probabilities per click prefix."""
-
-    def __init__(self, predictor: BasePredictor, click_offset: int = 0):
-        self.predictor = predictor
-        self.click_offset = click_offset
-        self.lock = threading.Lock()
-        self.cache: Dict[ClickKey, Tuple[dict, Optional[np.ndarray]]] = {(): (predictor.get_states(), None)}
-
-    def get(self, key: ClickKey):
-        with self.lock:
-            return self.cache.get(key)
-
-    def start_state(self, clicks: List[Click]) -> Tuple[dict, int]:
-        """The predictor state after the longest predicted proper prefix of ``clicks``, and that prefix's length."""
-        with self.lock:
-            for length in range(len(clicks) - 1, -1, -1):
-                entry = self.cache.get(click_key(clicks[:length]))
-                if entry is not None:
-                    return entry[0], length
-        raise RuntimeError("the object session lost its initial state")
-
-    def clicker(self, clicks: List[Click]) -> Clicker:
-        clicker = Clicker(click_indx_offset=self.click_offset)
-        for click in clicks:
-            clicker.add_click(Click(click.is_positive, click.coords))
-        return clicker
-
-    def predict(self, clicks: List[Click], gra: Optional[float], phrase: Optional[str]) -> np.ndarray:
-        """Predict for ``clicks`` starting from the state of the previous click (worker thread)."""
-        state, _ = self.start_state(clicks)
-        self.predictor.set_states(state)
-        probs = self.predictor.get_prediction(self.clicker(clicks), gra=gra, phrase=phrase)
-        with self.lock:
-            self.cache[click_key(clicks)] = (self.predictor.get_states(), probs)
-        return probs
-
-    def predict_strip(self, clicks: List[Click], strip_predictor: BasePredictor) -> List[np.ndarray]:
-        """The probability maps of the ten strip granularities for ``clicks``, from one batched forward (no flip)."""
-        state, _ = self.start_state(clicks)
-        strip_predictor.set_states(state)
-        return strip_predictor.predict_granularities(self.clicker(clicks), GRANULARITY_LEVELS)
-
-
-def click_key(clicks: List[Click]) -> ClickKey:
-    return tuple((bool(c.is_positive), float(c.coords[0]), float(c.coords[1])) for c in clicks)
 
 
 @dataclass
@@ -136,11 +50,11 @@ class DemoController:
         self.settings = settings
         self.on_change = on_change
         self.strip_enabled = strip_enabled
-        self.model = None
+        self.shared: Optional[SharedModel] = None
         self.model_error: Optional[str] = None
         self.image: Optional[np.ndarray] = None
         self.image_path: Optional[Path] = None
-        self.objects: List[AnnotatedObject] = []
+        self.annotation: Optional[Annotation] = None
         self.prob_thresh = 0.5
         self.granularity: float = 1.0
         self.phrase: Optional[str] = None
@@ -164,7 +78,7 @@ class DemoController:
                 self.status.message = ""
                 logger.error("%s", self.model_error)
             else:
-                self.model = model
+                self.shared = SharedModel(model, self.device, self.settings)
                 self.model_error = None
                 self.status.message = f"model loaded in {seconds:.1f} s"
                 logger.info("model ready (%.1f s)", seconds)
@@ -173,26 +87,28 @@ class DemoController:
         self.worker.submit(loader, done)
 
     @property
+    def model(self) -> Optional[torch.nn.Module]:
+        """The loaded model, or None (still loading, or failed)."""
+        return None if self.shared is None else self.shared.model
+
+    @property
+    def objects(self) -> List[AnnotatedObject]:
+        """The finished objects of the current image."""
+        return [] if self.annotation is None else self.annotation.objects
+
+    @property
     def phrase_unavailable_reason(self) -> Optional[str]:
         """Why the phrase signal cannot be used, or None when it can (or the model is not loaded yet)."""
-        if self.model is None:
+        if self.shared is None:
             return self.model_error
-        encoder = getattr(self.model, "phrase_encoder", None)
-        if encoder is None:
-            return "this model has no phrase input"
-        if encoder.text is None and encoder.clip_source is None:
-            try:
-                encoder.ensure_loaded()
-            except PhraseEncoderUnavailable as error:
-                return str(error)
-        return None
+        return self.shared.phrase_unavailable_reason
 
     def set_image(self, image: np.ndarray, path: Optional[Path] = None,
                   objects: Optional[List[AnnotatedObject]] = None) -> None:
         """Start on a new image (with already annotated ``objects``, if any)."""
         self.image = image
         self.image_path = Path(path) if path is not None else None
-        self.objects = list(objects or [])
+        self.annotation = Annotation(tuple(image.shape[:2]), list(objects or []))
         self.dirty = False
         self.status.error = ""
         self._new_session()
@@ -205,9 +121,6 @@ class DemoController:
             if not self._clicks:
                 self._new_session(keep_base=True)
 
-    def _make_predictor(self, with_flip: Optional[bool] = None) -> BasePredictor:
-        return self.settings.make_predictor(self.model, self.device, self.prob_thresh, with_flip)
-
     def _new_session(self, init_mask: Optional[np.ndarray] = None, keep_base: bool = False) -> None:
         self.worker.cancel("main")
         self.worker.cancel("background")
@@ -218,16 +131,10 @@ class DemoController:
             self._base_prob = None
             self._history = []
         self._session = None
-        if self.model is None or self.image is None:
+        if self.shared is None or self.image is None:
             return
-        predictor = self._make_predictor()
-        self.status.precision = predictor.precision
-        predictor.set_input_image(self.image)
-        offset = 0
-        if init_mask is not None:
-            predictor.prev_prediction = torch.from_numpy(init_mask.astype(np.float32))[None, None].to(self.device)
-            offset = 1
-        self._session = ObjectSession(predictor, click_offset=offset)
+        self._session = self.shared.session(self.image, init_mask=init_mask, settings=self.settings)
+        self.status.precision = self._session.predictor.precision
 
     # ----- clicks ----------------------------------------------------------------------------------------------
     @property
@@ -307,13 +214,11 @@ class DemoController:
                     self._predict_strip()
             self.on_change()
 
-        self.worker.submit(lambda: session.predict(clicks, gra, phrase), done)
+        self.worker.submit(lambda: session.predict(clicks, gra=gra, phrase=phrase), done)
 
     def _predict_strip(self) -> None:
         session, clicks = self._session, list(self._clicks)
         key = click_key(clicks)
-        strip_predictor = self._make_predictor(with_flip=False)
-        strip_predictor.set_input_image(self.image)
 
         def done(maps, error, seconds):
             if session is not self._session or key != click_key(self._clicks):
@@ -325,7 +230,7 @@ class DemoController:
             logger.info("granularity strip: %d maps in %.3f s", len(maps), seconds)
             self.on_change()
 
-        self.worker.submit(lambda: session.predict_strip(clicks, strip_predictor), done, slot="background")
+        self.worker.submit(lambda: session.strip(clicks), done, slot="background")
 
     def _push_history(self) -> None:
         self._history.append(_Snapshot(self._session, list(self._clicks), self._base_prob, self._probs))
@@ -340,10 +245,10 @@ class DemoController:
         self._session, self._clicks = snapshot.session, snapshot.clicks
         self._base_prob, self._probs = snapshot.base_prob, snapshot.probs
         self.strip = None
-        entry = self._session.get(click_key(self._clicks)) if self._session is not None else None
-        if entry is not None:
-            self._probs = entry[1]
-        elif self._clicks:
+        cached = self._session.cached(self._clicks) if self._session is not None and self._clicks else None
+        if cached is not None or not self._clicks:
+            self._probs = cached
+        else:
             self._predict()
         self.on_change()
 
@@ -367,15 +272,14 @@ class DemoController:
         prob = self.current_prob
         if prob is None:
             return None
-        mask = prob > self.prob_thresh
-        if not mask.any():
-            self.status.error = "the current object is empty: nothing to finish"
+        try:
+            obj = self.annotation.finish_object(prob > self.prob_thresh, self.annotation.default_name(self.phrase))
+        except ValueError as error:
+            self.status.error = str(error)
             self.on_change()
             return None
-        obj = AnnotatedObject(len(self.objects) + 1, mask, self.phrase or f"object {len(self.objects) + 1}")
-        self.objects.append(obj)
         self.dirty = True
-        logger.info("finished object %d (%d px)", obj.object_id, int(mask.sum()))
+        logger.info("finished object %d (%d px)", obj.object_id, int(obj.mask.sum()))
         self._new_session()
         self.status.message = f"object {obj.object_id} finished"
         self.on_change()
@@ -393,7 +297,7 @@ class DemoController:
             self._base_prob = init
             self._history = []
         else:
-            self.objects = [AnnotatedObject(k, mask == v, f"object {k}") for k, v in enumerate(values, 1)]
+            self.annotation = Annotation.from_instances(mask)
             self._new_session()
         self.dirty = True
         self.on_change()
@@ -416,19 +320,12 @@ class DemoController:
         """H x W int32: finished objects by id, then the current object as id n+1 (later objects on top)."""
         if self.image is None:
             raise ValueError("no image")
-        out = np.zeros(self.image.shape[:2], np.int32)
-        for obj in self.objects:
-            out[obj.mask] = obj.object_id
         prob = self.current_prob if include_current else None
-        if prob is not None:
-            out[prob > self.prob_thresh] = len(self.objects) + 1
-        return out
+        return self.annotation.instance_mask(None if prob is None else prob > self.prob_thresh)
 
     def object_names(self) -> Dict[int, str]:
-        names = {obj.object_id: obj.name for obj in self.objects}
-        if self.current_prob is not None:
-            names[len(self.objects) + 1] = self.phrase or f"object {len(self.objects) + 1}"
-        return names
+        current = self.annotation.default_name(self.phrase) if self.current_prob is not None else None
+        return self.annotation.names(current)
 
     def poll(self) -> None:
         """Deliver finished model work (UI thread)."""
@@ -449,4 +346,4 @@ def _one_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-__all__ = ["AnnotatedObject", "DemoController", "PredictorSettings"]
+__all__ = ["DemoController"]

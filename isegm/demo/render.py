@@ -2,16 +2,15 @@
 
 Pure functions of arrays (no Tk), so that they can be tested and reused.
 """
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
 
 from ..inference.clicker import Click
 from ..utils.vis import draw_probmap
-from .export import palette
+from ..interactive.annotation import Colour, palette
 
-Colour = Tuple[int, int, int]
 POSITIVE_CLICK = (0, 220, 0)
 NEGATIVE_CLICK = (230, 0, 0)
 CLICK_OUTLINE = (255, 255, 255)

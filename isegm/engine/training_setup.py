@@ -4,6 +4,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Tuple, Union
 
+import torch
 from easydict import EasyDict
 
 from ..data.click_training_set import ClickTrainingSet
@@ -13,10 +14,12 @@ from ..data.transforms import train_augmentation, val_augmentation
 from ..model import GraCoModel, ModelConfig, load_model_config
 from ..model.checkpoint import CheckpointError, assign_weights, convert_published_state, read_checkpoint
 from .experiment import resolve_data_path
+from .sampler import derive_seed
 from .trainer import TrainOptions, branch_of
 
 logger = logging.getLogger(__name__)
 PathLike = Union[str, Path]
+MODEL_INIT_TAG = 1  # seeds the initial weights: derive_seed(--seed, MODEL_INIT_TAG)
 
 
 class SetupError(ValueError):
@@ -42,9 +45,12 @@ def model_config(config: EasyDict, upsample: Optional[str] = None, random_split:
 
 def build_model(config: EasyDict, weights: Optional[PathLike] = None, enable_lora: bool = False,
                 clip_weights: Optional[PathLike] = None, upsample: Optional[str] = None,
-                random_split: bool = False) -> GraCoModel:
+                random_split: bool = False, seed: Optional[int] = None) -> GraCoModel:
     """The model of the config with ``weights`` loaded (every base weight required with ``enable_lora``) and,
-    for the phrase branch, the CLIP text encoder's ``clip_weights``."""
+    for the phrase branch, the CLIP text encoder's ``clip_weights``. With ``seed`` (the run's ``--seed``), the
+    weights that train start from the same draw in every run of that seed."""
+    if seed is not None:
+        torch.manual_seed(derive_seed(seed, MODEL_INIT_TAG))
     model = GraCoModel(model_config(config, upsample, random_split))
     if weights:
         load_weights_checkpoint(model, weights, base_only=enable_lora)

@@ -29,7 +29,9 @@ no stability or click filter, no NMS, no second pass.
 ``batched=False`` predicts one click at a time with :meth:`BasePredictor.get_prediction` (the interactive path):
 the masks are the same (checked by ``scripts/benchmark_everything.py``).
 """
+import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -249,15 +251,18 @@ class EverythingGenerator:
         generator = EverythingGenerator(predictor, EverythingSettings(points_per_side=16))
         layers = generator.generate(rgb_uint8, [Layer(gra=0.3), Layer(gra=1.0)])   # {Layer: [EverythingMask]}
 
-    The predictor (for example ``PredictorSettings().make_predictor(model, device)``) is not changed: each click
-    runs in a session spawned from it.
+    The predictor (for example ``SharedModel.make_predictor()`` or ``PredictorSettings().make_predictor(model,
+    device)``) is not changed: each click runs in a session spawned from it. ``lock`` (e.g.
+    :attr:`isegm.interactive.SharedModel.lock`) is held around every model forward, so that interactive sessions on
+    the same model can run between the forwards of a long generation.
     """
 
     def __init__(self, predictor: BasePredictor, settings: EverythingSettings = EverythingSettings(),
-                 batched: bool = True):
+                 batched: bool = True, lock: Optional[threading.Lock] = None):
         self.predictor = predictor
         self.settings = settings
         self.batched = batched
+        self.lock = lock if lock is not None else contextlib.nullcontext()
         self.timings = EverythingTimings()
 
     def generate(self, image: np.ndarray, layers: Sequence[Layer],
@@ -354,7 +359,8 @@ class EverythingGenerator:
 
     def _predict_single(self, job: _Job) -> None:
         start = time.perf_counter()
-        job.probs = job.session.get_prediction(job.clicker, gra=job.layer.gra, phrase=job.layer.phrase)
+        with self.lock:
+            job.probs = job.session.get_prediction(job.clicker, gra=job.layer.gra, phrase=job.layer.phrase)
         self.timings.model += time.perf_counter() - start
         self.timings.forwards += 1
 
@@ -381,7 +387,8 @@ class EverythingGenerator:
             kind = ("phrase", jobs[i].layer.phrase) if jobs[i].layer.phrase is not None else ("gra",)
             groups.setdefault((tuple(request.image.shape), kind), []).append(i)
         for indices in groups.values():
-            logits = self.predictor.forward([requests[i] for i in indices])
+            with self.lock:
+                logits = self.predictor.forward([requests[i] for i in indices])
             self.timings.forwards += 1
             for i, part in zip(indices, logits):
                 jobs[i].probs = jobs[i].session.finish(part)

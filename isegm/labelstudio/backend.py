@@ -130,7 +130,7 @@ class GraCoBackend:
         height, width = session.image_shape
         clicks = [Click(positive, (_to_pixel(y, height), _to_pixel(x, width))) for positive, x, y in points]
         try:
-            probs = self.pool.predict(session, clicks, signal.gra, signal.phrase)
+            probs = session.predict(clicks, gra=signal.gra, phrase=signal.phrase)
         except PhraseEncoderUnavailable as error:
             raise RequestError(f"the part name needs the CLIP weights: {error}") from None
         mask = probs > self.prob_thresh
@@ -151,8 +151,9 @@ class GraCoBackend:
         except ImageError as error:
             raise RequestError(str(error), status=422) from None
         layer = Layer(gra=self.pre_annotate.gra)
-        with self.pool.model_lock:
-            masks = EverythingGenerator(self.pool.base, self.pre_annotate.settings).generate(image, [layer])[layer]
+        shared = self.pool.shared
+        generator = EverythingGenerator(shared.make_predictor(), self.pre_annotate.settings, lock=shared.lock)
+        masks = generator.generate(image, [layer])[layer]
         logger.info("task %s: pre-annotation at gra=%.2f -> %d masks", task.get("id"), layer.gra, len(masks))
         results = [self._prediction(config, m.segmentation, m.score)["result"][0] for m in masks]
         score = float(np.mean([m.score for m in masks])) if masks else 0.0
@@ -210,10 +211,10 @@ class GraCoBackend:
         return positive, x, y
 
     def _check_phrase(self) -> None:
-        encoder = getattr(self.pool.base.net, "phrase_encoder", None)
+        encoder = getattr(self.pool.shared.model, "phrase_encoder", None)
         if encoder is None:
             raise RequestError("this model has no part-name input: clear the part name and use the granularity")
-        with self.pool.model_lock:
+        with self.pool.shared.lock:
             try:
                 encoder.ensure_loaded()
             except PhraseEncoderUnavailable as error:

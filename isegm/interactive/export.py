@@ -2,32 +2,16 @@
 import json
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from .annotation import Annotation, palette
+
 logger = logging.getLogger(__name__)
 PathLike = Union[str, Path]
-
-
-def palette(n: int) -> np.ndarray:
-    """``n + 1`` distinct RGB colours (uint8); entry 0 (background) is black. Same bit-interleaving scheme as VOC."""
-    colours = np.zeros((n + 1, 3), np.uint8)
-    for i in range(1, n + 1):
-        c, r, g, b = i, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= (c & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        colours[i] = (r, g, b)
-    return colours
-
-
-def object_colour(object_id: int) -> Tuple[int, int, int]:
-    return tuple(int(v) for v in palette(object_id)[object_id])
 
 
 def coloured_preview(image: np.ndarray, instances: np.ndarray, alpha: float = 0.6) -> np.ndarray:
@@ -86,6 +70,12 @@ def save_annotation(image: np.ndarray, instances: np.ndarray, image_path: PathLi
     tmp.replace(paths["coco"])
     logger.info("saved %d objects to %s", len(document["annotations"]), paths["instances"])
     return paths
+
+
+def export_annotation(image: np.ndarray, annotation: Annotation, image_path: PathLike, output_dir: PathLike
+                      ) -> Dict[str, Path]:
+    """:func:`save_annotation` of the finished objects of ``annotation`` (with their names)."""
+    return save_annotation(image, annotation.instance_mask(), image_path, output_dir, annotation.names())
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:

@@ -11,10 +11,11 @@ import numpy as np
 from PIL import Image, ImageTk
 
 from ..data.io import IMAGE_SUFFIXES, list_files, read_rgb_image
-from .canvas import ZoomCanvas
+from ..interactive import AnnotatedObject, Annotation, PredictorSettings, object_colour
+from ..interactive.export import read_mask, read_object_names, save_annotation
 from ..signals import GRANULARITY_LEVELS
-from .controller import AnnotatedObject, DemoController, PredictorSettings
-from .export import object_colour, read_mask, read_object_names, save_annotation
+from .canvas import ZoomCanvas
+from .controller import DemoController
 from .render import render_strip_tile, render_view
 from .worker import Worker
 
@@ -269,9 +270,7 @@ class DemoApp(ttk.Frame):
         except ValueError as error:
             logger.warning("ignoring %s", error)
             return []
-        names = read_object_names(saved.with_suffix(".json"))
-        ids = [int(v) for v in np.unique(mask) if v > 0]
-        return [AnnotatedObject(k, mask == v, names.get(v) or f"object {k}") for k, v in enumerate(ids, 1)]
+        return Annotation.from_instances(mask, read_object_names(saved.with_suffix(".json"))).objects
 
     def open_folder(self, folder: Path) -> bool:
         try:

@@ -1,0 +1,34 @@
+"""The prediction options of the interactive tools, with their published defaults (the one source of them)."""
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..inference.predictors import BasePredictor, get_predictor
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """The published demo's prediction options (defaults as published)."""
+    use_zoom_in: bool = True
+    fixed_crop: bool = True
+    skip_clicks: int = -1
+    target_size: int = 448
+    expansion_ratio: float = 1.4
+    max_size: Optional[int] = 800
+    with_flip: bool = True
+    precision: str = "fp32"  # fp32 | bf16 | bf16x3 | auto (see isegm.inference.precision)
+
+    def zoom_in_params(self) -> Optional[dict]:
+        if not self.use_zoom_in:
+            return None
+        size = (self.target_size, self.target_size) if self.fixed_crop else self.target_size
+        return {"skip_clicks": self.skip_clicks, "target_size": size, "expansion_ratio": self.expansion_ratio}
+
+    def make_predictor(self, model: torch.nn.Module, device: torch.device, prob_thresh: float = 0.5,
+                       with_flip: Optional[bool] = None) -> BasePredictor:
+        """A predictor with these options (``with_flip`` overrides the setting, e.g. for the strip)."""
+        return get_predictor(model, "NoBRS", device, prob_thresh=prob_thresh,
+                             with_flip=self.with_flip if with_flip is None else with_flip,
+                             zoom_in_params=self.zoom_in_params(),
+                             predictor_params={"max_size": self.max_size, "precision": self.precision})
