@@ -259,6 +259,7 @@ def test_cli_unreadable_image_in_a_folder_is_skipped(checkpoints, tmp_path, capl
 def test_label_studio_pre_annotation_answers_without_clicks(scene, tmp_path):
     """A request without clicks (Label Studio's "Retrieve predictions") gets one brush result per mask at the
     backend's pre-annotation granularity (the stand-in network gives parts below 0.6), image read over HTTP."""
+    from isegm.interactive import PredictorSettings, SharedModel
     from isegm.labelstudio.backend import GraCoBackend, PreAnnotation
     from isegm.labelstudio.images import ImageSource
     from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG
@@ -268,7 +269,7 @@ def test_label_studio_pre_annotation_answers_without_clicks(scene, tmp_path):
     cv2.imwrite(str(tmp_path / "scene.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     files = StaticFiles(tmp_path)
     try:
-        pool = SessionPool(rule_predictor())
+        pool = SessionPool(SharedModel(ColourRuleNet(), "cpu", PredictorSettings(target_size=160)))
         request = {"tasks": [{"id": 7, "data": {"image": files.url("scene.png")}}], "label_config": EXAMPLE_CONFIG}
         images = ImageSource(allowed_hosts=(files.host,))
         assert GraCoBackend(pool, images).predict(request) == {"results": []}
