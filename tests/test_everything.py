@@ -290,3 +290,32 @@ def test_serve_checks_the_pre_annotation_granularity(capsys):
     assert serve.main(["--checkpoint", "x", "--cpu", "--pre-annotate-granularity", "0.05"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--pre-annotate-granularity" in err and "[0.1, 1]" in err
+
+
+def test_annotation_tool_segment_all_adds_objects_to_correct(scene):
+    """The Tk tool's "Segment all" (display-free controller): the parts at granularity 0.3 become finished
+    objects, smaller ones drawn on top, and the tool can go on clicking."""
+    from isegm.demo.controller import DemoController
+    from isegm.demo.worker import Worker
+    from isegm.interactive import PredictorSettings
+    image, _, parts = scene
+    worker = Worker()
+    try:
+        controller = DemoController(worker, "cpu", PredictorSettings(target_size=160), strip_enabled=False)
+        controller.load_model(ColourRuleNet)
+        controller.wait()
+        controller.set_image(image)
+        controller.set_granularity(0.3)
+        assert controller.segment_all(EverythingSettings(points_per_side=8, min_area=20))
+        controller.wait()
+        objects = controller.objects
+        assert len(objects) == len(parts) and controller.dirty
+        assert min(best_iou(p, [o.mask for o in objects]) for p in parts) >= 0.8
+        assert [o.object_id for o in objects] == list(range(1, len(parts) + 1))
+        areas = [int(o.mask.sum()) for o in objects]
+        assert areas == sorted(areas, reverse=True)
+        assert controller.add_click(135, 135, True)  # correcting goes on as usual
+        controller.wait()
+        assert controller.current_prob is not None
+    finally:
+        worker.close()
