@@ -103,8 +103,8 @@ def quality(args) -> None:
             row["objects_at_part"] += recall(object_masks, at_part)
             row["masks_part"] += len(at_part)
             row["masks_whole"] += len(at_whole)
-        logger.info("%d/%d %s: %s", number, len(ids), image_id,
-                    {m: (int(t["parts_at_part"]), int(t["objects_at_whole"])) for m, t in totals.items()})
+        logger.info("%d/%d %s (%d parts, %d objects so far): %s", number, len(ids), image_id, n_parts, n_objects,
+                    {m: {k: round(v, 1) for k, v in t.items()} for m, t in totals.items()})
     n = len(ids)
     print(f"CPU: {cpu_name()}; {n} images, {n_objects} objects, {n_parts} parts; grid {args.points_per_side}x"
           f"{args.points_per_side}, part granularity {args.part_gra}, min area {args.min_area}, precision "
