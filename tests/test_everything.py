@@ -9,7 +9,7 @@ import torch
 
 from everything_helpers import ColourRuleNet, best_iou, known_scene
 from helpers import write_tiny_checkpoints
-from isegm.generation.everything import (EverythingGenerator, EverythingSettings, Layer, grid_points, make_layers,
+from isegm.generation.everything import (EverythingGenerator, EverythingSettings, Layer, grid_points,
                                          mask_nms, remove_small_regions, second_pass_grid, second_pass_points,
                                          stability_score)
 from isegm.inference.predictors import get_predictor

@@ -127,17 +127,12 @@ class EverythingMask:
 
 @dataclass
 class EverythingTimings:
-    """Seconds spent in the model (forwards, inverse transforms) and in everything else, summed over calls."""
+    """Seconds in the model (forwards and inverse transforms) and in all (``total``), forwards and clicks, summed
+    over calls."""
     model: float = 0.0
     total: float = 0.0
     forwards: int = 0
     clicks: int = 0
-
-    def add(self, other: "EverythingTimings") -> None:
-        self.model += other.model
-        self.total += other.total
-        self.forwards += other.forwards
-        self.clicks += other.clicks
 
 
 # ----- pure functions ------------------------------------------------------------------------------------------
