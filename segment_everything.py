@@ -261,8 +261,15 @@ def segment_images(args, images: List[Path], output: Path, identity: dict, devic
     from isegm.inference.utils import load_is_model
     model = load_is_model(args.checkpoint, device, lora_checkpoint=args.lora_checkpoint,
                           clip_weights=args.clip_weights)
-    if any(layer.phrase for layer in args.layers) and getattr(model, "phrase_encoder", None) is None:
-        raise UsageError("--phrase: this model has no phrase input")
+    if any(layer.phrase for layer in args.layers):
+        from isegm.model.phrase_encoder import PhraseEncoderUnavailable
+        encoder = getattr(model, "phrase_encoder", None)
+        if encoder is None:
+            raise UsageError("--phrase: this model has no phrase input")
+        try:
+            encoder.ensure_loaded()
+        except PhraseEncoderUnavailable as error:
+            raise UsageError(f"--phrase needs the CLIP weights: {error}") from None
     settings = PredictorSettings(target_size=min(args.target_size, args.limit_longest_size),
                                  max_size=args.limit_longest_size, with_flip=not args.no_flip,
                                  precision=args.precision_used)

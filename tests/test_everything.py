@@ -319,3 +319,11 @@ def test_annotation_tool_segment_all_adds_objects_to_correct(scene):
         assert controller.current_prob is not None
     finally:
         worker.close()
+
+
+def test_cli_phrase_without_clip_weights_is_one_line(checkpoints, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GRACO_CLIP_WEIGHTS", str(tmp_path / "no_clip.pt"))
+    cv2.imwrite(str(tmp_path / "ok.png"), known_scene(32)[0])
+    assert _run(checkpoints, tmp_path / "ok.png", tmp_path / "out", "--phrase", "head") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--phrase needs the CLIP weights" in err
