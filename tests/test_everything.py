@@ -142,6 +142,7 @@ def test_batched_equals_one_click_at_a_time(scene, skip_clicks):
         assert all(np.array_equal(a.segmentation, b.segmentation) for a, b in zip(batched[layer], single[layer]))
 
 
+@pytest.mark.slow
 def test_batched_equals_single_on_a_graco_model(tiny_model, rgb_image):
     """The tiny GraCo model, plain grid (every mask kept): batched and one-at-a-time masks are equal."""
     predictor = get_predictor(tiny_model, "NoBRS", "cpu", zoom_in_params=dict(skip_clicks=-1, target_size=(224, 224)))
