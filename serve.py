@@ -5,6 +5,8 @@ gets the brush mask back.
         --lora_checkpoint weights/graco/GraCo_base_lora.pth --cpu --port 9090
 
 Then in Label Studio: Settings > Model > Connect Model, URL http://localhost:9090, "Interactive preannotations" on.
+It listens on 127.0.0.1 unless --host says otherwise; before opening it to a network set --basic-auth USER:PASS
+(and the same in Label Studio's model connection).
 Images on Label Studio's upload and local-files paths are read with --label-studio-url and --label-studio-token
 (default $LABEL_STUDIO_URL and $LABEL_STUDIO_API_KEY; otherwise the URL and token Label Studio sends on connecting).
 """
@@ -23,7 +25,9 @@ logger = logging.getLogger("serve")
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: this machine only; 0.0.0.0 for the network, with "
+                             "--basic-auth)")
     parser.add_argument("--port", type=int, default=9090, help="port to listen on")
     parser.add_argument("--label-studio-url", default=os.environ.get("LABEL_STUDIO_URL"),
                         help="Label Studio's URL, for images on its upload and local-files paths")
@@ -41,6 +45,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                              "of segment everything at this granularity in [0.1, 1] (default: no prediction)")
     parser.add_argument("--pre-annotate-points-per-side", type=int, default=16,
                         help="grid of the pre-annotation (N x N clicks)")
+    parser.add_argument("--basic-auth", default=_env_basic_auth(), metavar="USER:PASS",
+                        help="HTTP basic auth every request must carry (default: $GRACO_BASIC_AUTH_USER and "
+                             "$GRACO_BASIC_AUTH_PASS); set the same in Label Studio's model connection")
+    parser.add_argument("--max-concurrency", type=int, default=16,
+                        help="connections and requests served at once; more get 503")
+    parser.add_argument("--max-request-mb", type=float, default=8, help="largest request body, in MiB")
+    parser.add_argument("--client-timeout", type=float, default=30,
+                        help="seconds a client may take to send its request body (headers: 10 s)")
     args = parser.parse_args(argv)
     check_model_arguments(args)
     gra = args.pre_annotate_granularity
@@ -52,7 +64,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         raise UsageError("--port must be in 0..65535")
     if args.max_sessions < 1 or args.max_image_pixels < 1 or args.max_image_mb <= 0:
         raise UsageError("--max-sessions, --max-image-pixels and --max-image-mb must be positive")
+    if args.max_concurrency < 1 or args.max_request_mb <= 0 or args.client_timeout <= 0:
+        raise UsageError("--max-concurrency, --max-request-mb and --client-timeout must be positive")
+    if args.basic_auth is not None:
+        user, _, password = args.basic_auth.partition(":")
+        if not user or not password:
+            raise UsageError("--basic-auth must be USER:PASS, both non-empty")
+        args.basic_auth = (user, password)
     return args
+
+
+def _env_basic_auth() -> Optional[str]:
+    user, password = os.environ.get("GRACO_BASIC_AUTH_USER"), os.environ.get("GRACO_BASIC_AUTH_PASS")
+    return f"{user}:{password}" if user or password else None
 
 
 def build_server(args: argparse.Namespace):
@@ -72,11 +96,16 @@ def build_server(args: argparse.Namespace):
                          max_bytes=int(args.max_image_mb * 2 ** 20), max_pixels=args.max_image_pixels)
     version = f"GraCo-{Path(lora or checkpoint).stem}"
     pool = SessionPool(SharedModel(model, device, settings), args.max_sessions)
-    pre_annotate = None if args.pre_annotate_granularity is None else PreAnnotation(
+    pre_annotation = None if args.pre_annotate_granularity is None else PreAnnotation(
         args.pre_annotate_granularity, EverythingSettings(points_per_side=args.pre_annotate_points_per_side))
     backend = GraCoBackend(pool, images, model_version=version, negative_label=args.negative_label,
-                           pre_annotate=pre_annotate)
-    return BackendServer((args.host, args.port), backend)
+                           pre_annotation=pre_annotation)
+    if args.basic_auth is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("listening on %s without --basic-auth: anyone who reaches the port can use the backend",
+                       args.host)
+    return BackendServer((args.host, args.port), backend, basic_auth=args.basic_auth,
+                         max_concurrency=args.max_concurrency, max_request_bytes=int(args.max_request_mb * 2 ** 20),
+                         body_timeout=args.client_timeout)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -91,8 +120,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     logger.info("GraCo backend for Label Studio at %s (model %s)", server.url, server.backend.model_version)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()
     return 0

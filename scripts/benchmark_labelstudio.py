@@ -26,7 +26,7 @@ from isegm.inference.predictors import get_predictor
 from isegm.interactive import PredictorSettings, SharedModel
 from isegm.labelstudio.backend import GraCoBackend
 from isegm.labelstudio.images import ImageSource
-from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG
+from isegm.labelstudio.labeling_config import API_CONFIG
 from isegm.labelstudio.server import BackendServer
 from isegm.labelstudio.sessions import SessionPool
 from isegm.model import load_model_config
@@ -48,7 +48,7 @@ def request_body(url, clicks, task, shape):
                           ["Positive" if positive else "Negative"]}} for positive, x, y in clicks]
     results.append({"type": "number", "from_name": "granularity", "to_name": "image", "value": {"number": 0.5}})
     return json.dumps({"tasks": [{"id": task, "data": {"image": url}}], "project": "1.1",
-                       "label_config": EXAMPLE_CONFIG, "params": {"context": {"result": results}}}).encode()
+                       "label_config": API_CONFIG, "params": {"context": {"result": results}}}).encode()
 
 
 def post(url, body):

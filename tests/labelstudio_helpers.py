@@ -4,9 +4,9 @@ import threading
 import urllib.error
 import urllib.request
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from label_studio_converter.brush import decode_rle
@@ -35,6 +35,51 @@ class _QuietFiles(SimpleHTTPRequestHandler):
         pass
 
 
+class RecordingHost:
+    """A real HTTP host on localhost that answers the routes it is given and records every request (path and
+    Authorization header): Label Studio, an image host or an attacker in the security tests."""
+
+    def __init__(self):
+        host = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                host.requests.append({"path": self.path, "authorization": self.headers.get("Authorization")})
+                status, body, location = host.routes.get(self.path.split("?")[0], (404, b"not found", None))
+                self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_GET
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.requests: List[Dict[str, Any]] = []
+        self.routes: Dict[str, Tuple[int, bytes, Optional[str]]] = {}
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.origin = f"http://{self.host}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def route(self, path: str, status: int, body: bytes = b"", location: Optional[str] = None) -> None:
+        self.routes[path] = (status, body, location)
+
+    def url(self, name: str) -> str:
+        return f"{self.origin}/{name}"
+
+    def tokens(self) -> List[Optional[str]]:
+        """The Authorization header of each request so far."""
+        return [request["authorization"] for request in self.requests]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def post(url: str, body: Any, headers: Optional[Dict[str, str]] = None, raw: Optional[bytes] = None,
          timeout: float = 120) -> Tuple[int, Dict[str, Any], str]:
     """(status, JSON answer, reason phrase) of a POST."""
@@ -45,7 +90,12 @@ def post(url: str, body: Any, headers: Optional[Dict[str, str]] = None, raw: Opt
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read()), response.reason
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}"), error.reason
+        body = error.read()
+        try:
+            answer = json.loads(body or b"{}")
+        except ValueError:  # uvicorn's own 503 is plain text
+            answer = {"error": body.decode(errors="replace")}
+        return error.code, answer, error.reason
 
 
 def decode_brush(result: Dict[str, Any]) -> np.ndarray:
@@ -72,7 +122,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(url: str, process, seconds: float, log: Path) -> None:
+def wait_for(url: str, process, seconds: float, log: Path, headers: Optional[Dict[str, str]] = None) -> None:
     """Poll ``url`` until it answers 200; fail with the log's tail when ``process`` exits or time runs out."""
     import time
     deadline = time.monotonic() + seconds
@@ -80,7 +130,7 @@ def wait_for(url: str, process, seconds: float, log: Path) -> None:
         if process.poll() is not None:
             raise RuntimeError(f"{url}: the process exited ({process.returncode}):\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
                 if response.status == 200:
                     return
         except OSError:

@@ -274,7 +274,7 @@ def test_label_studio_pre_annotation_answers_without_clicks(scene, tmp_path):
         request = {"tasks": [{"id": 7, "data": {"image": files.url("scene.png")}}], "label_config": EXAMPLE_CONFIG}
         images = ImageSource(allowed_hosts=(files.host,))
         assert GraCoBackend(pool, images).predict(request) == {"results": []}
-        backend = GraCoBackend(pool, images, pre_annotate=PreAnnotation(0.5, EverythingSettings(points_per_side=8,
+        backend = GraCoBackend(pool, images, pre_annotation=PreAnnotation(0.5, EverythingSettings(points_per_side=8,
                                                                                                min_area=20)))
         answer = backend.predict({**request, "params": {"context": None}})
     finally:

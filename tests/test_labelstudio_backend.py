@@ -10,7 +10,7 @@ from isegm.inference.predictors import get_predictor
 from isegm.interactive import PredictorSettings, SharedModel
 from isegm.labelstudio.backend import GraCoBackend
 from isegm.labelstudio.images import ImageError, ImageSource
-from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG, LabelingConfig, LabelingConfigError
+from isegm.labelstudio.labeling_config import API_CONFIG, EXAMPLE_CONFIG, LabelingConfig, LabelingConfigError
 from isegm.labelstudio.server import BackendServer
 from isegm.labelstudio.sessions import SessionPool
 from isegm.toy.seeded import build_seeded_model
@@ -64,7 +64,7 @@ def server(model, photo_files):
 
 def predict_request(image_url, results, task_id=1):
     return {"tasks": [{"id": task_id, "data": {"image": image_url}}], "project": "1.1700000000",
-            "label_config": EXAMPLE_CONFIG, "params": {"context": {"result": results}}}
+            "label_config": API_CONFIG, "params": {"context": {"result": results}}}
 
 
 def ask(server, image_url, results, task_id=1):
@@ -81,10 +81,15 @@ def percent(x, y, shape):
 def test_readme_has_the_labeling_config():
     readme = (ROOT / "README.md").read_text()
     assert EXAMPLE_CONFIG in readme, "the README shows the labeling config the backend documents"
+    api_lines = ["  " + line for line in API_CONFIG.splitlines()]
+    assert "\n".join(api_lines) in readme, "and the API clients' config"
     config = LabelingConfig.parse(EXAMPLE_CONFIG)
-    assert (config.keypoints_name, config.brush_name, config.granularity_name, config.phrase_name) == \
-        ("click", "mask", "granularity", "part")
-    assert config.negative_labels == ("Negative",)
+    assert (config.keypoints_name, config.brush_name, config.brush_label) == ("click", "mask", "Object")
+    assert config.label_signal("Part 0.2").gra == 0.2 and config.label_signal("head").phrase == "head"
+    assert "granularity=" not in EXAMPLE_CONFIG, "Label Studio's own <Label granularity> is for text"
+    config = LabelingConfig.parse(API_CONFIG)
+    assert (config.granularity_name, config.phrase_name, config.negative_labels) == ("granularity", "part",
+                                                                                     ("Negative",))
     with pytest.raises(LabelingConfigError, match="KeyPointLabels"):
         LabelingConfig.parse('<View><Image name="image" value="$image"/></View>')
 
@@ -190,7 +195,6 @@ def test_bad_requests_get_a_clear_error_and_the_server_keeps_serving(server, pho
         ({"tasks": []}, 400, "no tasks"),
         ({**predict_request(url, [inside]), "label_config": "<View><Image name='image' value='$image'/></View>"},
          400, "KeyPointLabels"),
-        ({**predict_request(url, [inside]), "pad": "x" * (1 << 20)}, 413, "more than the limit"),
         (predict_request(files.url("missing.jpg"), [inside], task_id=7), 422, "HTTP 404"),
         (predict_request(files.url("broken.jpg"), [inside], task_id=8), 422, "not a readable image"),
         (predict_request("http://example.invalid/a.jpg", [inside], task_id=9), 422, "is not allowed"),
@@ -297,18 +301,76 @@ def test_serve_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert "--port" in capsys.readouterr().err
 
 
-def test_setup_never_sends_a_configured_token_to_a_host_it_names(model, photo_files):
-    """A token given on the command line stays with the configured URL; /setup may fill in only what is unset."""
+def label_request(image_url, points, label, task_id=1, config=EXAMPLE_CONFIG):
+    """A request as Label Studio's page sends it: keypoints of one label, negatives with ``is_positive: false``."""
+    results = [keypoint(x, y, label, is_positive=positive) for x, y, positive in points]
+    return {**predict_request(image_url, results, task_id), "label_config": config}
+
+
+def test_keypoint_labels_carry_the_granularity_and_alt_click_negatives_refine(server, photo_files):
+    """The browser path: the label's ``gra`` is the granularity; is_positive false is a negative click of it."""
+    files, photo = photo_files
+    url = files.url("photo.jpg")
+    a, b = percent(250, 190, photo.shape), percent(120, 80, photo.shape)
+    by_label, by_number = [], []
+    for n, points in enumerate(([(*a, True)], [(*a, True), (*b, False)])):
+        status, answer, _ = post(server.url + "/predict", label_request(url, points, "Part 0.2"))
+        assert status == 200, answer
+        by_label.append(decode_brush(answer["results"][0]["result"][0]))
+        results = [keypoint(x, y, "Positive" if positive else "Negative") for x, y, positive in points]
+        by_number.append(ask(server, url, results + [granularity(0.2)], task_id=2)[0])
+        np.testing.assert_array_equal(by_label[n], by_number[n])  # the same as gra=0.2 through the API
+    assert (by_label[0] != by_label[1]).any(), "the Alt+click negative changed the mask"
+    status, answer, _ = post(server.url + "/predict", label_request(url, [(*a, True)], "Whole object", task_id=3))
+    whole = decode_brush(answer["results"][0]["result"][0])
+    assert (whole != by_label[0]).any(), "another label, another granularity"
+
+
+def test_switching_the_label_with_the_same_clicks_repredicts_them(server, model, photo_files):
+    """Sent together (an API client), the same clicks with another label re-predict the last click at the new
+    granularity from the earlier clicks' state; the page sends only the new label's clicks: a new object."""
+    files, photo = photo_files
+    url = files.url("photo.jpg")
+    points = [(*percent(250, 190, photo.shape), True), (*percent(120, 80, photo.shape), False)]
+    for n, label in ((1, "Part 0.2"), (2, "Part 0.2"), (2, "Whole object")):
+        status, answer, _ = post(server.url + "/predict", label_request(url, points[:n], label))
+        assert status == 200
+    switched = decode_brush(answer["results"][0]["result"][0])
+    session = SharedModel(model, "cpu", SETTINGS).session(photo)
+    clicks = [Click(positive, (y * photo.shape[0] / 100, x * photo.shape[1] / 100)) for x, y, positive in points]
+    session.predict(clicks[:1], gra=0.2)
+    np.testing.assert_array_equal(switched, session.predict(clicks, gra=1.0) > 0.5)
+    status, answer, _ = post(server.url + "/predict", label_request(url, [(40, 60, True)], "Part 0.5"))
+    fresh = SharedModel(model, "cpu", SETTINGS).session(photo)
+    expected = fresh.predict([Click(True, (0.6 * photo.shape[0], 0.4 * photo.shape[1]))], gra=0.5) > 0.5
+    np.testing.assert_array_equal(decode_brush(answer["results"][0]["result"][0]), expected)
+
+
+def test_label_signal_errors(server, photo_files):
     files, _ = photo_files
-    configured = ImageSource(api_token="secret", allowed_hosts=(files.host,))
-    backend = GraCoBackend(SessionPool(SharedModel(model, "cpu", SETTINGS), 2), configured)
-    backend.setup({"schema": EXAMPLE_CONFIG, "hostname": "http://attacker.example", "access_token": "theirs"})
-    assert configured.label_studio_url is None and configured.api_token == "secret"
-    unset = ImageSource(allowed_hosts=(files.host,))
-    backend = GraCoBackend(SessionPool(SharedModel(model, "cpu", SETTINGS), 2), unset)
-    backend.setup({"schema": EXAMPLE_CONFIG, "hostname": "http://127.0.0.1:8080", "access_token": "ls-token"})
-    assert (unset.label_studio_url, unset.api_token) == ("http://127.0.0.1:8080", "ls-token")
-    with_url = ImageSource(label_studio_url="http://127.0.0.1:8080", allowed_hosts=(files.host,))
-    backend = GraCoBackend(SessionPool(SharedModel(model, "cpu", SETTINGS), 2), with_url)
-    backend.setup({"schema": EXAMPLE_CONFIG, "hostname": "http://elsewhere.example", "access_token": "ls-token"})
-    assert (with_url.label_studio_url, with_url.api_token) == ("http://127.0.0.1:8080", "ls-token")
+    url = files.url("photo.jpg")
+    mixed = predict_request(url, [keypoint(50, 50, "Part 0.2"), keypoint(40, 40, "Whole object")])
+    mixed["label_config"] = EXAMPLE_CONFIG
+    status, answer, _ = post(server.url + "/predict", mixed)
+    assert status == 400 and "different granularities" in answer["error"]
+    bad = EXAMPLE_CONFIG.replace('gra="0.2"', 'gra="two"')
+    status, answer, _ = post(server.url + "/setup", {"schema": bad})
+    assert status == 400 and "gra='two'" in answer["error"] and "[0.1, 1.0]" in answer["error"]
+    status, answer, _ = post(server.url + "/predict", label_request(url, [(50, 50, True)], "Part 0.2", config=bad))
+    assert status == 400 and "gra='two'" in answer["error"]
+    status, answer, _ = post(server.url + "/predict", label_request(url, [(50, 50, True)], "head", task_id=5))
+    assert status == 400 and "CLIP weights" in answer["error"], "a phrase label without CLIP weights says so"
+
+
+def test_sessions_keep_only_what_the_next_click_needs(server, photo_files):
+    """Memory does not grow with the clicks: the states of the latest clicks and of those less the last one, besides
+    the initial one."""
+    files, photo = photo_files
+    url = files.url("photo.jpg")
+    rng = np.random.default_rng(0)
+    points = [(float(rng.uniform(5, 95)), float(rng.uniform(5, 95)), bool(i == 0 or rng.random() < 0.7))
+              for i in range(12)]
+    for n in range(1, len(points) + 1):
+        assert post(server.url + "/predict", label_request(url, points[:n], "Part 0.5"))[0] == 200
+    session = next(iter(server.backend.pool._sessions.values()))
+    assert len(session._cache) == 3 and len(session.clicks) == 12

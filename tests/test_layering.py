@@ -84,6 +84,7 @@ def test_the_checker_sees_front_end_and_core_imports():
     assert _within("isegm.interactive.session", ("isegm.interactive",))
     assert "isegm.interactive" in imported_modules(PACKAGE / "labelstudio" / "sessions.py")
     assert "tkinter" in imported_modules(PACKAGE / "demo" / "tk_app.py")
+    assert "isegm.interactive" in imported_modules(PACKAGE / "web" / "state.py")  # the web app is on the core too
 
 
 def test_no_front_end_imports_another():
@@ -108,7 +109,7 @@ def test_cli_and_tk_tool_are_imported_by_top_level_scripts_only():
     assert not {p: n for p, n in package.items()
                 if not p.startswith("isegm/demo/") and _within_any(n, ("isegm.demo",))}
     scripts = {p.name: imported_modules(p) for p in sorted(ROOT.glob("*.py"))}
-    assert "isegm.cli" in scripts["serve.py"] and "isegm.cli" in scripts["demo.py"]
+    assert "isegm.cli" in scripts["serve.py"] and "isegm.cli" in scripts["demo.py"] and "isegm.cli" in scripts["app.py"]
     assert not {name for name, names in scripts.items() if name != "demo.py" and _within_any(names, ("isegm.demo",))}
     assert not {name for name, names in scripts.items() if name != "demo.py" and "demo" in names}
 

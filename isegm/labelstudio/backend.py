@@ -2,9 +2,11 @@
 
 Requests and answers are plain dicts (parsed JSON); :mod:`isegm.labelstudio.server` carries them over HTTP.
 An interactive ``/predict`` request carries the annotator's keypoints in ``params.context.result`` (x and y in percent
-of the image; a ``Negative`` label or ``is_positive: false`` makes a negative click), and optionally a ``number`` or
-``choices`` result with the granularity and a ``textarea`` result with a part name. The answer is one ``brushlabels``
-result in Label Studio's RLE with the mean probability inside the mask as its score.
+of the image; ``is_positive: false``, an Alt+click on Label Studio's page, or a ``Negative`` label makes a negative
+click). The keypoints' label carries the signal (its ``gra`` or ``phrase`` attribute in the labeling config); for
+labels without one, a ``textarea`` result is a part name and a ``number`` or ``choices`` result the granularity (API
+clients). The answer is one ``brushlabels`` result in Label Studio's RLE with the mean probability inside the mask as
+its score. Pre-annotation requests (no context) get no prediction.
 """
 import functools
 import logging
@@ -59,14 +61,14 @@ class GraCoBackend:
         model_version: the name Label Studio shows for the predictions.
         negative_label: keypoint label of negative clicks.
         prob_thresh: probability above which a pixel is in the mask.
-        pre_annotate: answer requests without clicks with whole-image masks (None: with no prediction).
+        pre_annotation: answer requests without clicks with whole-image masks (None: with no prediction).
     """
 
     def __init__(self, pool: SessionPool, images: ImageSource, model_version: str = "GraCo",
                  negative_label: str = "Negative", prob_thresh: float = 0.5,
-                 pre_annotate: Optional[PreAnnotation] = None):
+                 pre_annotation: Optional[PreAnnotation] = None):
         self.pool = pool
-        self.pre_annotate = pre_annotate
+        self.pre_annotation = pre_annotation
         self.images = images
         self.model_version = model_version
         self.negative_label = negative_label
@@ -78,42 +80,44 @@ class GraCoBackend:
                 "sessions": len(self.pool)}
 
     def setup(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        """Check the project's labeling config; remember Label Studio's URL and token when none were given.
-
-        A URL sent here is taken only together with the token sent with it, never beside a token given to the
-        server on its command line: that token goes to no host but the configured one."""
+        """Check the project's labeling config; take Label Studio's URL and token, as one pair, when the server was
+        given neither (a URL sent here never gets a token given to the server, nor a token a configured URL)."""
         schema = request.get("schema")
         if schema:
             self._config(schema)
-        hostname, token = request.get("hostname"), request.get("access_token")
-        if not self.images.label_studio_url and not self.images.api_token:
-            if hostname:
-                self.images.label_studio_url = str(hostname)
-                self.images.api_token = str(token) if token else None
-        elif token and not self.images.api_token:
-            self.images.api_token = str(token)
+        if self.images.connect(request.get("hostname"), request.get("access_token")):
+            logger.info("reading Label Studio images from %s (sent by /setup)", self.images.label_studio_url)
         return {"model_version": self.model_version}
 
     def predict(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        """One prediction for the first task from the keypoints in the context; no keypoints, no prediction."""
+        """Label Studio's ``/predict``: interactive (keypoints in the context) or pre-annotation (no context)."""
         tasks = request.get("tasks")
         if not isinstance(tasks, list) or not tasks or not isinstance(tasks[0], dict):
             raise RequestError("the request has no tasks")
         params = request.get("params") if isinstance(request.get("params"), dict) else {}
         context = params.get("context") or request.get("context")
-        if not context:  # a pre-annotation request
-            return {"results": [self._pre_annotation(request, task) for task in tasks]} if self.pre_annotate \
-                else {"results": []}
+        if not context:
+            return self.pre_annotate(request)
         if not isinstance(context, dict) or not isinstance(context.get("result", []), list):
             raise RequestError("the context must be an object with a list 'result'")
+        return self.interactive(request, tasks[0], context)
+
+    def pre_annotate(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        """A request without the annotator's clicks (a task opened, a batch of tasks): with ``pre_annotation`` set,
+        one prediction per task from segment everything; otherwise nothing (GraCo predicts from clicks)."""
+        if self.pre_annotation is None:
+            return {"results": []}
+        return {"results": [self._pre_annotation(request, task) for task in request["tasks"]]}
+
+    def interactive(self, request: Dict[str, Any], task: Dict[str, Any], context: Dict[str, Any]) -> Dict[str, Any]:
+        """One prediction for ``task`` from the keypoints in ``context``; no keypoints, no prediction."""
         logger.debug("context results: %s", context.get("result"))
         config = self._config(request.get("label_config"))
-        task = tasks[0]
         url = (task.get("data") or {}).get(config.image_value)
         if not isinstance(url, str) or not url:
             raise RequestError(f"the task has no image in data.{config.image_value}")
 
-        points, signal = self._read_context(context["result"], config)
+        points, signal = self._read_context(context.get("result", []), config)
         if not points:
             return {"results": []}
         if signal.phrase is not None:
@@ -136,7 +140,8 @@ class GraCoBackend:
         mask = probs > self.prob_thresh
         score = float(probs[mask].mean()) if mask.any() else 0.0
         what = f"phrase={signal.phrase!r}" if signal.phrase is not None else f"gra={signal.gra:.2f}"
-        logger.info("task %s: %d click(s) %s -> %d px, score %.3f", task.get("id"), len(clicks), what,
+        signs = "".join("+" if positive else "-" for positive, _, _ in points)
+        logger.info("task %s: %d click(s) %s %s -> %d px, score %.3f", task.get("id"), len(clicks), signs, what,
                     int(mask.sum()), score)
         return {"results": [self._prediction(config, mask, score)]}
 
@@ -150,9 +155,9 @@ class GraCoBackend:
             image = self.images.read(url)
         except ImageError as error:
             raise RequestError(str(error), status=422) from None
-        layer = Layer(gra=self.pre_annotate.gra)
+        layer = Layer(gra=self.pre_annotation.gra)
         shared = self.pool.shared
-        generator = EverythingGenerator(shared.make_predictor(), self.pre_annotate.settings, lock=shared.lock)
+        generator = EverythingGenerator(shared.make_predictor(), self.pre_annotation.settings, lock=shared.lock)
         masks = generator.generate(image, [layer])[layer]
         logger.info("task %s: pre-annotation at gra=%.2f -> %d masks", task.get("id"), layer.gra, len(masks))
         results = [self._prediction(config, m.segmentation, m.score)["result"][0] for m in masks]
@@ -169,8 +174,11 @@ class GraCoBackend:
             raise RequestError(str(error)) from None
 
     def _read_context(self, results: List[Any], config: LabelingConfig) -> Tuple[List[Tuple[bool, float, float]], Signal]:
-        """The clicks (positive, x %, y %) and the signal of the context results."""
-        points, gra, phrase = [], None, None
+        """The clicks (positive, x %, y %) and the signal of the context results.
+
+        The signal is the keypoints' label's (``gra`` / ``phrase`` attribute); for labels without one, a TextArea
+        part name, else the Number (or Choices) granularity, else the Number's default."""
+        points, labels, gra, phrase = [], set(), None, None
         for item in results:
             if not isinstance(item, dict):
                 raise RequestError("each context result must be an object")
@@ -178,7 +186,9 @@ class GraCoBackend:
             if not isinstance(value, dict):
                 raise RequestError(f"the context result of type {kind!r} has no value object")
             if kind == "keypointlabels":
-                points.append(self._point(value, item, config))
+                label, point = self._point(value, item, config)
+                points.append(point)
+                labels.add(config.label_signal(label))
             elif kind in ("number", "choices") and item.get("from_name") == config.granularity_name:
                 gra = _granularity(value.get("number") if kind == "number" else (value.get("choices") or [None])[0])
             elif kind == "textarea" and item.get("from_name") == config.phrase_name:
@@ -189,11 +199,18 @@ class GraCoBackend:
                 phrase = text.strip() or None
         if len(points) > MAX_CLICKS:
             raise RequestError(f"{len(points)} keypoints: at most {MAX_CLICKS} per object")
+        carried = {signal for signal in labels if signal.gra is not None or signal.phrase is not None}
+        if len(carried) > 1:
+            raise RequestError("the keypoints of one object carry different granularities or part names: "
+                               "use one label per object")
+        if carried:
+            label = carried.pop()
+            return points, Signal(label.gra, label.phrase)
         if phrase is not None:
             return points, Signal(None, phrase)
         return points, Signal(config.default_granularity if gra is None else gra, None)
 
-    def _point(self, value: dict, item: dict, config: LabelingConfig) -> Tuple[bool, float, float]:
+    def _point(self, value: dict, item: dict, config: LabelingConfig) -> Tuple[str, Tuple[bool, float, float]]:
         labels = value.get("keypointlabels") or []
         if not isinstance(labels, list) or len(labels) != 1:
             raise RequestError("each keypoint needs exactly one label")
@@ -208,7 +225,7 @@ class GraCoBackend:
             raise RequestError("a keypoint needs numeric x and y (percent of the image)") from None
         if not (math.isfinite(x) and math.isfinite(y) and 0 <= x <= 100 and 0 <= y <= 100):
             raise RequestError(f"keypoint at x={x}%, y={y}% is outside the image (0..100%)")
-        return positive, x, y
+        return label, (positive, x, y)
 
     def _check_phrase(self) -> None:
         encoder = getattr(self.pool.shared.model, "phrase_encoder", None)

@@ -6,21 +6,45 @@ from label_studio_tools.core.label_config import parse_config
 
 GRANULARITY_RANGE = (0.1, 1.0)
 
-# Ready to paste into Label Studio (Settings > Labeling Interface > Code); the README shows the same config.
+# Ready to paste into Label Studio (Settings > Labeling Interface > Code); the README shows the same config. The
+# smart keypoint labels carry the signal: ``gra`` a granularity (0.1 part .. 1.0 whole object), ``phrase`` a part
+# name (needs the CLIP weights). Alt+click places a negative keypoint of the same label.
 EXAMPLE_CONFIG = """<View>
   <Image name="image" value="$image" zoom="true"/>
   <BrushLabels name="mask" toName="image">
     <Label value="Object" background="#ff6600"/>
   </BrushLabels>
   <KeyPointLabels name="click" toName="image" smart="true">
-    <Label value="Positive" smart="true" background="#00cc00" showInline="true"/>
-    <Label value="Negative" smart="true" background="#cc0000" showInline="true"/>
+    <Label value="Part 0.2" gra="0.2" smart="true" background="#00aa00"/>
+    <Label value="Part 0.5" gra="0.5" smart="true" background="#aaaa00"/>
+    <Label value="Part 0.8" gra="0.8" smart="true" background="#0077cc"/>
+    <Label value="Whole object" gra="1.0" smart="true" background="#cc00cc"/>
+    <Label value="head" phrase="head" smart="true" background="#cc0000"/>
   </KeyPointLabels>
-  <Header value="Granularity (0.1 = small part, 1.0 = whole object)"/>
+</View>"""
+
+# Clients of the API may instead send the granularity in a Number (or numeric Choices) result and a part name in a
+# TextArea result, with Positive / Negative keypoint labels.
+API_CONFIG = """<View>
+  <Image name="image" value="$image" zoom="true"/>
+  <BrushLabels name="mask" toName="image">
+    <Label value="Object" background="#ff6600"/>
+  </BrushLabels>
+  <KeyPointLabels name="click" toName="image" smart="true">
+    <Label value="Positive" smart="true" background="#00cc00"/>
+    <Label value="Negative" smart="true" background="#cc0000"/>
+  </KeyPointLabels>
   <Number name="granularity" toName="image" min="0.1" max="1" step="0.1" defaultValue="1"/>
-  <Header value="Part name (optional, replaces the granularity)"/>
   <TextArea name="part" toName="image" editable="true" maxSubmissions="1"/>
 </View>"""
+
+
+@dataclass(frozen=True)
+class LabelSignal:
+    """What a keypoint label asks for: a granularity (``gra``), a part name (``phrase``) or neither (the request's
+    controls decide)."""
+    gra: Optional[float] = None
+    phrase: Optional[str] = None
 
 
 class LabelingConfigError(ValueError):
@@ -44,6 +68,11 @@ class LabelingConfig:
     granularity_kind: Optional[str] = None  # "number" or "choices"
     default_granularity: float = 1.0
     phrase_name: Optional[str] = None
+    label_signals: Tuple[Tuple[str, LabelSignal], ...] = ()
+
+    def label_signal(self, label: str) -> LabelSignal:
+        """The signal a keypoint label carries (its ``gra`` or ``phrase`` attribute)."""
+        return dict(self.label_signals).get(label, LabelSignal())
 
     @classmethod
     def parse(cls, xml: str, negative_label: str = "Negative") -> "LabelingConfig":
@@ -70,6 +99,8 @@ class LabelingConfig:
         if not labels:
             raise LabelingConfigError(f"<KeyPointLabels name={keypoints[0]!r}> has no <Label>")
         negatives = tuple(label for label in labels if label.lower() == negative_label.lower())
+        signals = tuple((label, _label_signal(label, keypoints[1].get("labels_attrs", {}).get(label, {})))
+                        for label in labels)
 
         gra_name, gra_kind, gra_default = None, None, 1.0
         number = find("number")
@@ -84,7 +115,24 @@ class LabelingConfig:
                    keypoints_name=keypoints[0], keypoint_labels=labels, negative_labels=negatives,
                    brush_name=brush[0], brush_label=brush[1]["labels"][0], granularity_name=gra_name,
                    granularity_kind=gra_kind, default_granularity=gra_default,
-                   phrase_name=phrase[0] if phrase else None)
+                   phrase_name=phrase[0] if phrase else None, label_signals=signals)
+
+
+def _label_signal(label: str, attrs: Dict[str, str]) -> LabelSignal:
+    """The ``gra`` / ``phrase`` attributes of a keypoint <Label> (``granularity`` is Label Studio's own, for text)."""
+    gra, phrase = attrs.get("gra"), (attrs.get("phrase") or "").strip() or None
+    if gra is not None and phrase is not None:
+        raise LabelingConfigError(f"<Label value={label!r}> has both gra and phrase: give one")
+    if gra is None:
+        return LabelSignal(phrase=phrase)
+    low, high = GRANULARITY_RANGE
+    try:
+        value = float(gra)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise LabelingConfigError(f"<Label value={label!r}> has gra={gra!r}: it must be a number in [{low}, {high}]")
+    return LabelSignal(gra=value)
 
 
 def _numeric(labels) -> bool:

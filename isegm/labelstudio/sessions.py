@@ -1,20 +1,39 @@
 """Annotation sessions of the backend: one :class:`~isegm.interactive.ObjectSession` per (project, task, image) in a
 bounded pool, all on one shared model.
 
-A session keeps the predictor state after every prefix of its current click sequence, so a request that repeats the
-earlier clicks and adds one more costs one forward pass; a request whose clicks do not extend a known prefix starts
-from a fresh state. The model (and its active LoRA branch) is shared by all sessions: forwards hold its lock.
+A session keeps what the next request needs, the predictor state (zoom-in crop, previous probabilities) after the
+latest click sequence and after that sequence less its last click, not after every prefix: a request that repeats
+the earlier clicks and adds one more costs one forward pass, the same clicks with another granularity re-predict the
+last click from the state of the earlier ones (as the slider of the annotation tool does), and the memory of a
+session does not grow with its clicks. A request whose clicks extend neither (a deleted keypoint, another label's
+object) is predicted from a fresh state, all its clicks at once. The model (and
+its active LoRA branch) is shared by all sessions: forwards hold its lock.
 """
 import logging
 import threading
 from collections import OrderedDict
-from typing import Callable, Hashable
+from typing import Callable, Hashable, Optional, Sequence
 
 import numpy as np
 
-from ..interactive import ObjectSession, SharedModel
+from ..inference.clicker import Click
+from ..interactive import ObjectSession, SharedModel, click_key
 
 logger = logging.getLogger(__name__)
+
+
+class CompactSession(ObjectSession):
+    """An :class:`ObjectSession` that keeps the states after its latest click sequence and after that sequence less
+    its last click (and the initial one), whatever the number of clicks."""
+
+    def predict(self, clicks: Sequence[Click], gra: Optional[float] = None, phrase: Optional[str] = None
+                ) -> np.ndarray:
+        with self._request_lock:
+            probs = super().predict(clicks, gra=gra, phrase=phrase)
+            with self._state_lock:
+                keep = ((), click_key(self._clicks), click_key(self._clicks[:-1]))
+                self._cache = {key: entry for key, entry in self._cache.items() if key in keep}
+            return probs
 
 
 class SessionPool:
@@ -40,7 +59,7 @@ class SessionPool:
             if session is not None:
                 self._sessions.move_to_end(key)
                 return session
-        session = self.shared.session(read_image())
+        session = CompactSession(self.shared, read_image())
         with self._lock:
             existing = self._sessions.get(key)
             if existing is not None:  # another request made it meanwhile
