@@ -40,6 +40,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max-image-pixels", type=int, default=50_000_000, help="largest image (width x height)")
     parser.add_argument("--max-image-mb", type=float, default=32, help="largest image file, in MiB")
     parser.add_argument("--negative-label", default="Negative", help="keypoint label of negative clicks")
+    parser.add_argument("--pre-annotate-granularity", type=float, default=None,
+                        help="answer requests without clicks (pre-annotation, 'Retrieve predictions') with the masks "
+                             "of segment everything at this granularity in [0.1, 1] (default: no prediction)")
+    parser.add_argument("--pre-annotate-points-per-side", type=int, default=16,
+                        help="grid of the pre-annotation (N x N clicks)")
     parser.add_argument("--basic-auth", default=_env_basic_auth(), metavar="USER:PASS",
                         help="HTTP basic auth every request must carry (default: $GRACO_BASIC_AUTH_USER and "
                              "$GRACO_BASIC_AUTH_PASS); set the same in Label Studio's model connection")
@@ -50,6 +55,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="seconds a client may take to send its request body (headers: 10 s)")
     args = parser.parse_args(argv)
     check_model_arguments(args)
+    gra = args.pre_annotate_granularity
+    if gra is not None and not 0.1 <= gra <= 1.0:
+        raise UsageError(f"--pre-annotate-granularity {gra:g}: must be in [0.1, 1]")
+    if args.pre_annotate_points_per_side < 1:
+        raise UsageError("--pre-annotate-points-per-side must be at least 1")
     if not 0 <= args.port < 65536:
         raise UsageError("--port must be in 0..65535")
     if args.max_sessions < 1 or args.max_image_pixels < 1 or args.max_image_mb <= 0:
@@ -73,8 +83,9 @@ def build_server(args: argparse.Namespace):
     """Load the model and make the (not yet serving) HTTP server."""
 
     from isegm.inference.utils import load_is_model
+    from isegm.generation.everything import EverythingSettings
     from isegm.interactive import SharedModel
-    from isegm.labelstudio.backend import GraCoBackend
+    from isegm.labelstudio.backend import GraCoBackend, PreAnnotation
     from isegm.labelstudio.images import ImageSource
     from isegm.labelstudio.server import BackendServer
     from isegm.labelstudio.sessions import SessionPool
@@ -85,7 +96,10 @@ def build_server(args: argparse.Namespace):
                          max_bytes=int(args.max_image_mb * 2 ** 20), max_pixels=args.max_image_pixels)
     version = f"GraCo-{Path(lora or checkpoint).stem}"
     pool = SessionPool(SharedModel(model, device, settings), args.max_sessions)
-    backend = GraCoBackend(pool, images, model_version=version, negative_label=args.negative_label)
+    pre_annotation = None if args.pre_annotate_granularity is None else PreAnnotation(
+        args.pre_annotate_granularity, EverythingSettings(points_per_side=args.pre_annotate_points_per_side))
+    backend = GraCoBackend(pool, images, model_version=version, negative_label=args.negative_label,
+                           pre_annotation=pre_annotation)
     if args.basic_auth is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("listening on %s without --basic-auth: anyone who reaches the port can use the backend",
                        args.host)

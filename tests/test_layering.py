@@ -128,3 +128,9 @@ def test_importing_the_interactive_core_loads_no_display_or_server():
     assert "isegm.interactive.session" in loaded  # the probe sees what it imports
     served = ("tkinter", "gradio", "http.server", "socketserver", "starlette", "uvicorn")  # http.client: torch's
     assert not {m for m in loaded if _within(m, served + FRONT_ENDS + ("isegm.cli",))}
+
+
+def test_generation_knows_no_front_end():
+    """Segment everything and FMG/MGE sit under the front ends: no front end, display, server or isegm.cli."""
+    assert "isegm.inference.predictors" in imported_modules(PACKAGE / "generation" / "everything.py")
+    assert not _offenders("generation", FRONT_ENDS + ("isegm.cli",) + DISPLAY_AND_SERVER)

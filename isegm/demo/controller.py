@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..inference.clicker import Click
+from ..generation.everything import MIN_GRANULARITY, EverythingGenerator, EverythingSettings, Layer
 from ..interactive import AnnotatedObject, Annotation, ObjectSession, PredictorSettings, SharedModel, click_key
 from ..signals import check_granularity
 from .worker import Worker
@@ -284,6 +285,41 @@ class DemoController:
         self.status.message = f"object {obj.object_id} finished"
         self.on_change()
         return obj
+
+    def segment_all(self, settings: Optional[EverythingSettings] = None) -> bool:
+        """Segment everything at the current granularity (or phrase) on the worker thread; each mask becomes a
+        finished object (larger ones first, so smaller ones are drawn on top) to correct. False (and a message) when
+        the model or the image is missing."""
+        if self.image is None or self.shared is None:
+            self.status.error = "open an image first" if self.image is None else (self.model_error or
+                                                                                  "the model is still loading")
+            self.on_change()
+            return False
+        gra, phrase = self._signal()
+        layer = Layer(gra=max(gra, MIN_GRANULARITY)) if phrase is None else Layer(phrase=phrase)
+        generator = EverythingGenerator(self.shared.make_predictor(self.settings), settings or EverythingSettings(),
+                                        lock=self.shared.lock)
+        image, annotation = self.image, self.annotation
+        self.status.busy = True
+        self.status.message = f"segmenting everything at {layer.name} ..."
+
+        def done(masks, error, seconds):
+            self.status.busy = not self.worker.idle
+            if annotation is not self.annotation:
+                return  # another image meanwhile
+            if error is not None:
+                self.status.error = f"segment all failed: {_one_line(error)}"
+            else:
+                for mask in sorted(masks, key=lambda m: -m.area):
+                    annotation.finish_object(mask.segmentation, annotation.default_name(phrase))
+                self.dirty = self.dirty or bool(masks)
+                self.status.message = f"segment all at {layer.name}: {len(masks)} objects added in {seconds:.1f} s"
+                logger.info("%s", self.status.message)
+            self.on_change()
+
+        self.worker.submit(lambda: generator.generate(image, [layer])[layer], done, slot="background")
+        self.on_change()
+        return True
 
     def load_mask(self, mask: np.ndarray) -> None:
         """Continue from a saved mask: a binary mask becomes the current object's starting prediction (the model's

@@ -80,7 +80,8 @@ class DemoApp(ttk.Frame):
         bar.pack(side=tk.TOP, fill="x", padx=4, pady=2)
         buttons = [("Open image", self.open_image_dialog), ("Open folder", self.open_folder_dialog),
                    ("◀ Previous", lambda: self.step_image(-1)), ("Next ▶", lambda: self.step_image(1)),
-                   ("Load mask", self.load_mask_dialog), ("Save", self.save), ("Exit", self.close)]
+                   ("Load mask", self.load_mask_dialog), ("Segment all", self.controller.segment_all),
+                   ("Save", self.save), ("Exit", self.close)]
         self.menu_buttons = {}
         for text, command in buttons:
             button = ttk.Button(bar, text=text, command=command)

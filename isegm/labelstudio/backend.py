@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..generation.everything import EverythingGenerator, EverythingSettings, Layer
 from ..inference.clicker import Click
 from ..model.phrase_encoder import PhraseEncoderUnavailable
 from ..utils.extras import require_extra
@@ -39,6 +40,14 @@ class RequestError(ValueError):
 
 
 @dataclass(frozen=True)
+class PreAnnotation:
+    """Answer requests without clicks (Label Studio's pre-annotation, "Retrieve predictions") with the masks of
+    segment everything at ``gra`` (one brush result per mask)."""
+    gra: float
+    settings: EverythingSettings = EverythingSettings()
+
+
+@dataclass(frozen=True)
 class Signal:
     """The control signal of a request: a granularity or a part name."""
     gra: Optional[float]
@@ -54,11 +63,14 @@ class GraCoBackend:
         model_version: the name Label Studio shows for the predictions.
         negative_label: keypoint label of negative clicks.
         prob_thresh: probability above which a pixel is in the mask.
+        pre_annotation: answer requests without clicks with whole-image masks (None: with no prediction).
     """
 
     def __init__(self, pool: SessionPool, images: ImageSource, model_version: str = "GraCo",
-                 negative_label: str = "Negative", prob_thresh: float = 0.5):
+                 negative_label: str = "Negative", prob_thresh: float = 0.5,
+                 pre_annotation: Optional[PreAnnotation] = None):
         self.pool = pool
+        self.pre_annotation = pre_annotation
         self.images = images
         self.model_version = model_version
         self.negative_label = negative_label
@@ -93,9 +105,11 @@ class GraCoBackend:
         return self.interactive(request, tasks[0], context)
 
     def pre_annotate(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        """A request without the annotator's clicks (a task opened, a batch of tasks): GraCo predicts from clicks,
-        so there is nothing to answer."""
-        return {"results": []}
+        """A request without the annotator's clicks (a task opened, a batch of tasks): with ``pre_annotation`` set,
+        one prediction per task from segment everything; otherwise nothing (GraCo predicts from clicks)."""
+        if self.pre_annotation is None:
+            return {"results": []}
+        return {"results": [self._pre_annotation(request, task) for task in request["tasks"]]}
 
     def interactive(self, request: Dict[str, Any], task: Dict[str, Any], context: Dict[str, Any]) -> Dict[str, Any]:
         """One prediction for ``task`` from the keypoints in ``context``; no keypoints, no prediction."""
@@ -132,6 +146,25 @@ class GraCoBackend:
         logger.info("task %s: %d click(s) %s %s -> %d px, score %.3f", task.get("id"), len(clicks), signs, what,
                     int(mask.sum()), score)
         return {"results": [self._prediction(config, mask, score)]}
+
+    def _pre_annotation(self, request: Dict[str, Any], task: Any) -> Dict[str, Any]:
+        """One prediction for ``task``: a brush result per mask of segment everything at the set granularity."""
+        config = self._config(request.get("label_config"))
+        url = (task.get("data") or {}).get(config.image_value) if isinstance(task, dict) else None
+        if not isinstance(url, str) or not url:
+            raise RequestError(f"the task has no image in data.{config.image_value}")
+        try:
+            image = self.images.read(url)
+        except ImageError as error:
+            raise RequestError(str(error), status=422) from None
+        layer = Layer(gra=self.pre_annotation.gra)
+        shared = self.pool.shared
+        generator = EverythingGenerator(shared.make_predictor(), self.pre_annotation.settings, lock=shared.lock)
+        masks = generator.generate(image, [layer])[layer]
+        logger.info("task %s: pre-annotation at gra=%.2f -> %d masks", task.get("id"), layer.gra, len(masks))
+        results = [self._prediction(config, m.segmentation, m.score)["result"][0] for m in masks]
+        score = float(np.mean([m.score for m in masks])) if masks else 0.0
+        return {"result": results, "score": score, "model_version": self.model_version}
 
     # ----- helpers ---------------------------------------------------------------------------------------------
     def _config(self, xml: Any) -> LabelingConfig:
@@ -237,4 +270,4 @@ def _to_pixel(percent: float, size: int) -> float:
     return min(percent * size / 100.0, size - 1.0)
 
 
-__all__ = ["GraCoBackend", "RequestError", "Signal"]
+__all__ = ["GraCoBackend", "PreAnnotation", "RequestError", "Signal"]

@@ -1,0 +1,330 @@
+"""Segment everything (isegm/generation/everything.py): the filters, the known scene, batching, the CLI."""
+import json
+import logging
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from everything_helpers import ColourRuleNet, best_iou, known_scene
+from helpers import write_tiny_checkpoints
+from isegm.generation.everything import (EverythingGenerator, EverythingSettings, Layer, grid_points,
+                                         mask_nms, remove_small_regions, second_pass_grid, second_pass_points,
+                                         stability_score)
+from isegm.inference.predictors import get_predictor
+
+PART, WHOLE = Layer(gra=0.3), Layer(gra=1.0)
+
+
+def rule_predictor(skip_clicks: int = -1, net=None, size: int = 160):
+    return get_predictor(net or ColourRuleNet(), "NoBRS", "cpu",
+                         zoom_in_params=dict(skip_clicks=skip_clicks, target_size=(size, size), min_crop_size=40))
+
+
+# ----- the pieces --------------------------------------------------------------------------------------------------
+
+def test_grid_points_are_cell_centres():
+    assert grid_points(2, 100, 60) == [(25.0, 15.0), (25.0, 45.0), (75.0, 15.0), (75.0, 45.0)]
+
+
+def test_stability_score_is_iou_of_the_two_thresholds():
+    probs = np.zeros((10, 10), np.float32)
+    probs[:4] = 0.9   # in both masks
+    probs[4:6] = 0.55  # only in the mask at 0.5 - 0.1
+    assert stability_score(probs, 0.5, 0.1) == pytest.approx(40 / 60)
+    assert stability_score(np.zeros((4, 4)), 0.5, 0.1) == 0.0
+
+
+def test_remove_small_regions_drops_fragments_and_fills_holes():
+    mask = np.zeros((40, 40), bool)
+    mask[5:30, 5:30] = True
+    mask[10:13, 10:13] = False   # hole of 9 px
+    mask[0:25, 0:2] = False
+    mask[35:37, 35:37] = True    # fragment of 4 px
+    out = remove_small_regions(mask, 10)
+    assert out[10:13, 10:13].all() and not out[35:37, 35:37].any()
+    assert np.array_equal(out[5:30, 5:30], np.ones((25, 25), bool))
+    big_hole = mask.copy()
+    big_hole[15:25, 15:25] = False  # 100 px: kept as a hole
+    assert not remove_small_regions(big_hole, 10)[15:25, 15:25].any()
+    assert np.array_equal(remove_small_regions(mask, 0), mask)
+
+
+def test_mask_nms_keeps_the_best_of_each_duplicate_group():
+    a = np.zeros((20, 20), bool)
+    a[:10] = True
+    a2 = a.copy()
+    a2[10] = True   # IoU with a: 10/11
+    b = np.zeros((20, 20), bool)
+    b[15:] = True
+    assert mask_nms([a, a2, b], [0.5, 0.9, 0.1], 0.7) == [1, 2]
+    assert mask_nms([a, a2, b], [0.5, 0.9, 0.1], 0.95) == [1, 0, 2]
+    assert mask_nms([], [], 0.7) == []
+
+
+def test_second_pass_points_lie_in_large_uncovered_area_off_the_first_grid():
+    cells = second_pass_grid(2, 2, 40, 40)
+    dense = [p for points in cells.values() for p in points]
+    assert len(dense) == 16 and not set(dense) & set(grid_points(2, 40, 40))
+    assert all(abs(d[0] - c[0]) <= 10 and abs(d[1] - c[1]) <= 10 for c, points in cells.items() for d in points)
+    covered = np.zeros((40, 40), bool)
+    covered[:20] = True
+    covered[20:, :3] = True
+    kept = second_pass_points(covered, dense, min_area=10, margin=2)
+    assert kept and all(y >= 22 for y, _ in kept)
+    assert second_pass_points(covered, dense, min_area=40 * 20, margin=2) == []
+    assert second_pass_grid(2, 1, 40, 40) == {}
+
+
+def test_layers_check_their_signal():
+    assert Layer(gra=0.3).name == "gra0.3" and Layer(phrase="left leg").name == "phrase-left_leg"
+    for bad in (dict(gra=0.05), dict(gra=1.5), dict(), dict(gra=0.5, phrase="head"), dict(phrase=" ")):
+        with pytest.raises(ValueError):
+            Layer(**bad)
+    with pytest.raises(ValueError, match="twice"):
+        EverythingGenerator(rule_predictor()).generate(np.zeros((32, 32, 3), np.uint8), [PART, Layer(gra=0.3)])
+
+
+# ----- the known scene ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def scene():
+    return known_scene()
+
+
+def test_known_scene_gives_parts_and_objects_at_their_granularities(scene):
+    """One run, two layers sharing the grid: the parts at 0.3 and the objects at 1.0, each once; the unstable
+    blob and the background never; the dot between the first grid's points from the second pass."""
+    image, objects, parts = scene
+    net = ColourRuleNet()
+    generator = EverythingGenerator(rule_predictor(net=net), EverythingSettings(points_per_side=8, min_area=20))
+    result = generator.generate(image, [PART, WHOLE])
+    for layer, truth in ((PART, parts), (WHOLE, objects)):
+        masks = [m.segmentation for m in result[layer]]
+        assert len(masks) == len(truth), layer
+        assert min(best_iou(t, masks) for t in truth) >= 0.8, layer
+        scores = [m.score for m in result[layer]]
+        assert scores == sorted(scores, reverse=True)
+        assert all(m.segmentation[int(m.click[0]), int(m.click[1])] for m in result[layer])
+        dot = max(result[layer], key=lambda m: best_iou(objects[2], [m.segmentation]))
+        assert dot.pass_index == 2
+    assert max(net.batch_sizes) > 2  # many clicks per forward
+    assert generator.timings.clicks > 2 * 64 and generator.timings.forwards < generator.timings.clicks / 8
+
+
+def test_plain_grid_keeps_duplicates_and_unstable_masks(scene):
+    image, objects, parts = scene
+    settings = EverythingSettings(points_per_side=8, min_area=20, plain=True)
+    result = EverythingGenerator(rule_predictor(), settings).generate(image, [WHOLE])[WHOLE]
+    assert len(result) > 2 * len(objects)
+    assert any(m.stability < 0.5 for m in result)
+    assert best_iou(objects[2], [m.segmentation for m in result]) < 0.5  # no first-grid click on the dot
+
+
+@pytest.mark.parametrize("skip_clicks", [-1, 0])
+def test_batched_equals_one_click_at_a_time(scene, skip_clicks):
+    """The batched path gives the masks of BasePredictor.get_prediction click by click (with skip_clicks=0 the
+    small objects go through zoom-in's recalculation on a crop)."""
+    image = scene[0]
+    settings = EverythingSettings(points_per_side=4, min_area=20)
+    runs = []
+    for batched in (True, False):
+        net = ColourRuleNet()
+        generator = EverythingGenerator(rule_predictor(skip_clicks, net, size=192), settings, batched=batched)
+        runs.append((generator.generate(image, [PART, WHOLE]), net))
+    (batched, net), (single, single_net) = runs
+    assert max(net.batch_sizes) > 2 and max(single_net.batch_sizes) == 2
+    # skip_clicks=-1: the whole image at the crop size; 0: the image as it is, then crops of the small objects
+    assert set(net.input_sizes) == ({(192, 192)} if skip_clicks == -1 else {(160, 160), (192, 192)})
+    for layer in (PART, WHOLE):
+        assert [m.click for m in batched[layer]] == [m.click for m in single[layer]]
+        assert all(np.array_equal(a.segmentation, b.segmentation) for a, b in zip(batched[layer], single[layer]))
+
+
+@pytest.mark.slow
+def test_batched_equals_single_on_a_graco_model(tiny_model, rgb_image):
+    """The tiny GraCo model, plain grid (every mask kept): batched and one-at-a-time masks are equal."""
+    predictor = get_predictor(tiny_model, "NoBRS", "cpu", zoom_in_params=dict(skip_clicks=-1, target_size=(224, 224)))
+    settings = EverythingSettings(points_per_side=2, min_area=0, plain=True, stability_thresh=0.0)
+    out = [EverythingGenerator(predictor, settings, batched=b).generate(rgb_image, [Layer(gra=0.4)])
+           for b in (True, False)]
+    masks = [[m.segmentation for m in run[Layer(gra=0.4)]] for run in out]
+    assert len(masks[0]) == len(masks[1]) == 4
+    assert all(np.array_equal(a, b) for a, b in zip(*masks))
+
+
+def test_phrase_layer_goes_through_the_phrase_branch(tiny_model, rgb_image, tmp_path):
+    from isegm.toy.seeded import seeded_clip_text_state
+    torch.save(seeded_clip_text_state(), tmp_path / "clip.pt")
+    tiny_model.phrase_encoder.load_clip_weights(tmp_path / "clip.pt")
+    predictor = get_predictor(tiny_model, "NoBRS", "cpu", zoom_in_params=dict(skip_clicks=-1, target_size=(224, 224)))
+    settings = EverythingSettings(points_per_side=1, min_area=0, plain=True)
+    head, gra = Layer(phrase="head"), Layer(gra=1.0)
+    result = EverythingGenerator(predictor, settings).generate(rgb_image, [head, gra])
+    assert result[head][0].layer == head and result[head][0].mean_prob != result[gra][0].mean_prob
+
+
+# ----- the command ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("everything_ckpt"))
+
+
+def _run(checkpoints, images, out, *extra):
+    from segment_everything import main
+    base, lora = checkpoints
+    return main(["--checkpoint", str(base), "--lora_checkpoint", str(lora), "--cpu", "--precision", "fp32",
+                 "--images", str(images), "--output", str(out), "--points-per-side", "2", "--target-size", "64",
+                 "--min-area", "0", "--stability-thresh", "0", *extra])
+
+
+def test_cli_writes_coco_pngs_preview_and_skips_finished_images(checkpoints, tmp_path, caplog):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image = known_scene(64)[0]
+    for name in ("a.png", "b.jpg"):
+        cv2.imwrite(str(folder / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    assert _run(checkpoints, folder, out, "--gra", "0.3,1.0") == 0
+    for stem in ("a", "b"):
+        document = json.loads((out / f"{stem}.json").read_text())
+        assert document["images"][0]["height"] == 64
+        layers = {a["layer"] for a in document["annotations"]}
+        assert layers <= {"gra0.3", "gra1"}
+        for annotation in document["annotations"]:
+            assert {"segmentation", "score", "granularity", "click", "bbox", "area"} <= set(annotation)
+            assert annotation["granularity"] in (0.3, 1.0) and len(annotation["click"]) == 2
+            assert isinstance(annotation["segmentation"]["counts"], str)
+        for layer in ("gra0.3", "gra1"):
+            png = cv2.imread(str(out / f"{stem}_{layer}.png"), cv2.IMREAD_UNCHANGED)
+            count = sum(a["layer"] == layer for a in document["annotations"])
+            assert png.shape == (64, 64) and png.max() <= count
+        assert cv2.imread(str(out / f"{stem}_preview.png")).shape == (64, 128, 3)
+    written = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    assert _run(checkpoints, folder, out, "--gra", "0.3,1.0") == 0
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == written
+    assert "2 of its 2 images already done" in caplog.text
+
+    (out / "b.json").unlink()  # a run killed before b's JSON: b is redone, a is not
+    assert _run(checkpoints, folder, out, "--gra", "0.3,1.0") == 0
+    assert (out / "b.json").is_file() and (out / "a.json").stat().st_mtime_ns == written["a.json"]
+    assert _run(checkpoints, folder, out, "--gra", "0.5") == 0  # other settings: done again
+    assert (out / "a_gra0.5.png").is_file()
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("empty folder", "holds no images"),
+    ("unreadable image", "cannot read image"),
+    ("gra 0.05", "outside [0.1, 1]"),
+    ("gra 1.5", "outside [0.1, 1]"),
+    ("gra text", "is not a number"),
+    ("missing", "no such file or folder"),
+])
+def test_cli_bad_input_one_line(checkpoints, tmp_path, capsys, case, expected):
+    images, extra = tmp_path / "in", []
+    images.mkdir()
+    good = images / "ok.png"
+    cv2.imwrite(str(good), np.zeros((16, 16, 3), np.uint8))
+    if case == "unreadable image":
+        images = images / "broken.jpg"
+        images.write_bytes(b"not a jpeg")
+    elif case == "empty folder":
+        good.unlink()
+    elif case == "missing":
+        images = tmp_path / "nowhere"
+    else:
+        extra = ["--gra", {"gra 0.05": "0.3,0.05", "gra 1.5": "1.5", "gra text": "abc"}[case]]
+    assert _run(checkpoints, images, tmp_path / "out", *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err and "Traceback" not in err
+
+
+def test_cli_unreadable_image_in_a_folder_is_skipped(checkpoints, tmp_path, caplog):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "ok.png"), known_scene(32)[0])
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    assert _run(checkpoints, folder, tmp_path / "out") == 1
+    assert (tmp_path / "out" / "ok.json").is_file() and not (tmp_path / "out" / "broken.json").exists()
+    assert "skipping" in caplog.text and "broken.jpg" in caplog.text
+
+
+# ----- where people use it ----------------------------------------------------------------------------------------
+
+def test_label_studio_pre_annotation_answers_without_clicks(scene, tmp_path):
+    """A request without clicks (Label Studio's "Retrieve predictions") gets one brush result per mask at the
+    backend's pre-annotation granularity (the stand-in network gives parts below 0.6), image read over HTTP."""
+    from isegm.interactive import PredictorSettings, SharedModel
+    from isegm.labelstudio.backend import GraCoBackend, PreAnnotation
+    from isegm.labelstudio.images import ImageSource
+    from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG
+    from isegm.labelstudio.sessions import SessionPool
+    from labelstudio_helpers import StaticFiles, decode_brush
+    image, _, parts = scene
+    cv2.imwrite(str(tmp_path / "scene.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    files = StaticFiles(tmp_path)
+    try:
+        pool = SessionPool(SharedModel(ColourRuleNet(), "cpu", PredictorSettings(target_size=160)))
+        request = {"tasks": [{"id": 7, "data": {"image": files.url("scene.png")}}], "label_config": EXAMPLE_CONFIG}
+        images = ImageSource(allowed_hosts=(files.host,))
+        assert GraCoBackend(pool, images).predict(request) == {"results": []}
+        backend = GraCoBackend(pool, images, pre_annotation=PreAnnotation(0.5, EverythingSettings(points_per_side=8,
+                                                                                               min_area=20)))
+        answer = backend.predict({**request, "params": {"context": None}})
+    finally:
+        files.close()
+    (prediction,) = answer["results"]
+    masks = [decode_brush(result) for result in prediction["result"]]
+    assert len(masks) == len(parts) and min(best_iou(p, masks) for p in parts) >= 0.8
+    assert len({r["id"] for r in prediction["result"]}) == len(masks) and 0 < prediction["score"] <= 1
+    assert all(r["type"] == "brushlabels" and r["value"]["brushlabels"] for r in prediction["result"])
+
+
+def test_serve_checks_the_pre_annotation_granularity(capsys):
+    import serve
+    assert serve.main(["--checkpoint", "x", "--cpu", "--pre-annotate-granularity", "0.05"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--pre-annotate-granularity" in err and "[0.1, 1]" in err
+
+
+def test_annotation_tool_segment_all_adds_objects_to_correct(scene):
+    """The Tk tool's "Segment all" (display-free controller): the parts at granularity 0.3 become finished
+    objects, smaller ones drawn on top, and the tool can go on clicking."""
+    from isegm.demo.controller import DemoController
+    from isegm.demo.worker import Worker
+    from isegm.interactive import PredictorSettings
+    image, _, parts = scene
+    worker = Worker()
+    try:
+        controller = DemoController(worker, "cpu", PredictorSettings(target_size=160), strip_enabled=False)
+        controller.load_model(ColourRuleNet)
+        controller.wait()
+        controller.set_image(image)
+        controller.set_granularity(0.3)
+        assert controller.segment_all(EverythingSettings(points_per_side=8, min_area=20))
+        controller.wait()
+        objects = controller.objects
+        assert len(objects) == len(parts) and controller.dirty
+        assert min(best_iou(p, [o.mask for o in objects]) for p in parts) >= 0.8
+        assert [o.object_id for o in objects] == list(range(1, len(parts) + 1))
+        areas = [int(o.mask.sum()) for o in objects]
+        assert areas == sorted(areas, reverse=True)
+        assert controller.add_click(135, 135, True)  # correcting goes on as usual
+        controller.wait()
+        assert controller.current_prob is not None
+    finally:
+        worker.close()
+
+
+def test_cli_phrase_without_clip_weights_is_one_line(checkpoints, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GRACO_CLIP_WEIGHTS", str(tmp_path / "no_clip.pt"))
+    cv2.imwrite(str(tmp_path / "ok.png"), known_scene(32)[0])
+    assert _run(checkpoints, tmp_path / "ok.png", tmp_path / "out", "--phrase", "head") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--phrase needs the CLIP weights" in err
