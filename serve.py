@@ -40,7 +40,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max-image-pixels", type=int, default=50_000_000, help="largest image (width x height)")
     parser.add_argument("--max-image-mb", type=float, default=32, help="largest image file, in MiB")
     parser.add_argument("--negative-label", default="Negative", help="keypoint label of negative clicks")
-    parser.add_argument("--basic-auth", default=_env_basic_auth(), metavar="USER:PASS",
+    parser.add_argument("--basic-auth", default=None, metavar="USER:PASS",
                         help="HTTP basic auth every request must carry (default: $GRACO_BASIC_AUTH_USER and "
                              "$GRACO_BASIC_AUTH_PASS); set the same in Label Studio's model connection")
     parser.add_argument("--max-concurrency", type=int, default=16,
@@ -50,6 +50,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="seconds a client may take to send its request body (headers: 10 s)")
     args = parser.parse_args(argv)
     check_model_arguments(args)
+    if args.basic_auth is None:
+        args.basic_auth = _env_basic_auth()
     if not 0 <= args.port < 65536:
         raise UsageError("--port must be in 0..65535")
     if args.max_sessions < 1 or args.max_image_pixels < 1 or args.max_image_mb <= 0:
@@ -66,7 +68,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def _env_basic_auth() -> Optional[str]:
     user, password = os.environ.get("GRACO_BASIC_AUTH_USER"), os.environ.get("GRACO_BASIC_AUTH_PASS")
-    return f"{user}:{password}" if user or password else None
+    if not user and not password:
+        return None
+    if not user or not password:  # never the literal password "None"
+        missing = "GRACO_BASIC_AUTH_PASS" if user else "GRACO_BASIC_AUTH_USER"
+        raise UsageError(f"basic auth from the environment needs both variables: {missing} is not set")
+    return f"{user}:{password}"
 
 
 def build_server(args: argparse.Namespace):
