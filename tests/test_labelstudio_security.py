@@ -322,3 +322,46 @@ def test_a_slow_image_host_does_not_hold_a_download(jpeg):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_basic_auth_from_half_the_environment_is_an_error(monkeypatch):
+    """Only one of the two variables set (a typo in a deployment) must not make the literal password 'None'."""
+    import serve
+    from isegm.cli import UsageError
+    monkeypatch.setenv("GRACO_BASIC_AUTH_USER", "annotator")
+    monkeypatch.delenv("GRACO_BASIC_AUTH_PASS", raising=False)
+    with pytest.raises(UsageError, match="GRACO_BASIC_AUTH_PASS"):
+        serve.parse_args(["--checkpoint", "x", "--cpu"])
+    monkeypatch.delenv("GRACO_BASIC_AUTH_USER")
+    monkeypatch.setenv("GRACO_BASIC_AUTH_PASS", "secret")
+    with pytest.raises(UsageError, match="GRACO_BASIC_AUTH_USER"):
+        serve.parse_args(["--checkpoint", "x", "--cpu"])
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000 + b"]" * 100_000, b'{"tasks": ' + b"1" * 5000 + b"}"],
+                         ids=["deep-nesting", "huge-integer"])
+def test_hostile_json_gets_a_400(model, raw):
+    server = start(model, ImageSource())
+    try:
+        status, answer, _ = post(server.url + "/predict", None, raw=raw)
+        assert status == 400 and "JSON" in answer["error"], answer
+        assert post(server.url + "/predict", {"tasks": []})[0] == 400, "still serving"
+    finally:
+        stop(server)
+
+
+@pytest.mark.parametrize("task", [{"id": [1], "data": {"image": "/data/upload/1/photo.jpg"}},
+                                  {"id": {"a": 1}, "data": {"image": "/data/upload/1/photo.jpg"}},
+                                  {"id": 1, "data": ["/data/upload/1/photo.jpg"]}],
+                         ids=["list-id", "object-id", "list-data"])
+def test_malformed_tasks_get_a_400_not_a_500(model, hosts, task):
+    label_studio = hosts[0]
+    server = start(model, ImageSource(label_studio_url=label_studio.origin, api_token=LS_TOKEN))
+    try:
+        body = {"tasks": [task], "project": "1.1", "label_config": API_CONFIG,
+                "params": {"context": {"result": [keypoint(50, 50)]}}}
+        status, answer, _ = post(server.url + "/predict", body)
+        assert status == 400, answer
+        assert "Error" not in answer["error"].split(":")[0], "a one-line message, not an exception's name"
+    finally:
+        stop(server)
