@@ -416,3 +416,33 @@ def test_app_command_line_errors(tmp_path, monkeypatch, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("app.py: error: sbd_vit_base: no such checkpoint") and "weights/simpleclick/" in error
     assert len(error.splitlines()) == 1
+
+
+def test_clicks_per_object_are_capped(tmp_path, monkeypatch):
+    """Each click keeps a full-resolution probability map for undo: an API client clicking without end must get a
+    message, not grow one tab's memory without bound."""
+    from PIL import Image
+
+    from helpers import tiny_config
+    from isegm.interactive import PredictorSettings, SharedModel
+    from isegm.toy.seeded import build_seeded_model
+    from isegm.web import state
+    from isegm.web.state import InputError, WebSession
+
+    assert 10 <= state.MAX_CLICKS <= 200
+    monkeypatch.setattr(state, "MAX_CLICKS", 3)  # the same rule, three forwards instead of a hundred
+    MAX_CLICKS = 3
+
+    path = tmp_path / "small.png"
+    Image.fromarray(np.full((24, 24, 3), 128, np.uint8)).save(path)
+    shared = SharedModel(build_seeded_model(tiny_config(), seed=0), "cpu",
+                         PredictorSettings(target_size=224, max_size=800, with_flip=False))
+    ws = WebSession(shared, 64)
+    ws.open_image(str(path))
+    for i in range(MAX_CLICKS):
+        ws.add_click(i % 24, (i // 24) % 24, True)
+    with pytest.raises(InputError, match=f"at most {MAX_CLICKS} clicks"):
+        ws.add_click(1, 1, True)
+    assert len(ws.session.clicks) == MAX_CLICKS
+    ws.undo()
+    ws.add_click(1, 1, True)  # still working

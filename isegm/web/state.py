@@ -18,6 +18,8 @@ from .render import render_canvas, render_thumbnail
 logger = logging.getLogger(__name__)
 
 STRIP_COLOUR = (255, 200, 0)
+#: clicks per object: each keeps the probabilities after it (for undo), H x W float32
+MAX_CLICKS = 100
 
 
 class InputError(ValueError):
@@ -64,6 +66,8 @@ class WebSession:
     def add_click(self, x: float, y: float, positive: bool) -> None:
         """A click at image pixel (x, y) on the current object."""
         session = self._session()
+        if len(session.clicks) >= MAX_CLICKS:
+            raise InputError(f"at most {MAX_CLICKS} clicks per object: finish it, or undo / reset it")
         height, width = self.image.shape[:2]
         if not (0 <= x < width and 0 <= y < height):
             raise InputError(f"the click ({x:.0f}, {y:.0f}) is outside the {width} x {height} image")
