@@ -201,7 +201,7 @@ def _message(text: str, ws: WebSession) -> str:
 
 def _close(ws: Optional[WebSession]) -> None:
     if ws is not None:
-        ws.close()
+        ws.expire()
 
 
 def _one_line(error: BaseException) -> str:
