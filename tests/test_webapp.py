@@ -477,3 +477,13 @@ def test_tabs_holding_an_image_are_capped(tmp_path):
     assert tabs[0].image is None and tabs[2].image is not None and len(limit) == 2
     tabs[2].expire()  # Gradio dropped the state: its place is free
     assert len(limit) == 1
+
+
+def test_uploads_and_rendered_images_are_deleted():
+    """Gradio keeps every upload and every rendered canvas (one JPEG per click) in its cache until the server stops,
+    unless delete_cache is set: a long-running app (a Space) would fill its disk."""
+    from isegm.web.layout import build_app
+    app = build_app(lambda: None, None, strip=False, session_ttl=1800)
+    assert app.delete_cache is not None
+    frequency, age = app.delete_cache
+    assert 0 < frequency <= 3600 and 1800 <= age <= 2 * 3600, app.delete_cache
