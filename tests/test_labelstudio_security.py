@@ -365,3 +365,16 @@ def test_malformed_tasks_get_a_400_not_a_500(model, hosts, task):
         assert "Error" not in answer["error"].split(":")[0], "a one-line message, not an exception's name"
     finally:
         stop(server)
+
+
+@pytest.mark.parametrize("url", ["http://[::1/photo.jpg", "{images}/bad-location.jpg"], ids=["url", "redirect"])
+def test_a_malformed_image_url_gets_a_422(model, hosts, url):
+    """A URL (or a redirect's Location) that does not parse is the task's problem (422, one line), not a 500."""
+    _, images, _ = hosts
+    images.route("/bad-location.jpg", 302, location="http://[::1/x.jpg")
+    server = start(model, ImageSource(allowed_hosts=(images.host,)))
+    try:
+        status, answer, _ = predict(server, url.format(images=images.origin))
+        assert status == 422 and "malformed" in answer["error"], answer
+    finally:
+        stop(server)

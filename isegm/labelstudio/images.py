@@ -91,9 +91,14 @@ class ImageSource:
             raise ImageError("the task has no image URL")
         with self._lock:
             label_studio, token = self._pair
-        full = self._resolve(url.strip(), label_studio)
-        with self._downloads:
-            data = self._download(full, label_studio, token)
+        try:
+            full = self._resolve(url.strip(), label_studio)
+            with self._downloads:
+                data = self._download(full, label_studio, token)
+        except ImageError:
+            raise
+        except ValueError as error:  # a URL or a redirect's Location that does not parse (e.g. "http://[::1")
+            raise ImageError(f"the image URL is malformed ({error})") from None
         return self._decode(data, url)
 
     # ----- URLs ------------------------------------------------------------------------------------------------
