@@ -37,6 +37,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="comma-separated hosts whose plain http(s) image URLs may be read")
     parser.add_argument("--max-sessions", type=int, default=8,
                         help="annotation sessions (task images) kept; the least recently used is dropped")
+    parser.add_argument("--max-session-megapixels", type=float, default=100,
+                        help="image megapixels of all sessions together (a session holds about 36 MiB per "
+                             "megapixel); the least recently used sessions are dropped above it")
     parser.add_argument("--max-image-pixels", type=int, default=50_000_000, help="largest image (width x height)")
     parser.add_argument("--max-image-mb", type=float, default=32, help="largest image file, in MiB")
     parser.add_argument("--negative-label", default="Negative", help="keypoint label of negative clicks")
@@ -54,8 +57,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         args.basic_auth = _env_basic_auth()
     if not 0 <= args.port < 65536:
         raise UsageError("--port must be in 0..65535")
-    if args.max_sessions < 1 or args.max_image_pixels < 1 or args.max_image_mb <= 0:
-        raise UsageError("--max-sessions, --max-image-pixels and --max-image-mb must be positive")
+    if args.max_sessions < 1 or args.max_image_pixels < 1 or args.max_image_mb <= 0 or \
+            args.max_session_megapixels <= 0:
+        raise UsageError("--max-sessions, --max-session-megapixels, --max-image-pixels and --max-image-mb must be "
+                         "positive")
     if args.max_concurrency < 1 or args.max_request_mb <= 0 or args.client_timeout <= 0:
         raise UsageError("--max-concurrency, --max-request-mb and --client-timeout must be positive")
     if args.basic_auth is not None:
@@ -91,7 +96,8 @@ def build_server(args: argparse.Namespace):
                          allowed_hosts=tuple(h.strip().lower() for h in args.allowed_hosts.split(",") if h.strip()),
                          max_bytes=int(args.max_image_mb * 2 ** 20), max_pixels=args.max_image_pixels)
     version = f"GraCo-{Path(lora or checkpoint).stem}"
-    pool = SessionPool(SharedModel(model, device, settings), args.max_sessions)
+    pool = SessionPool(SharedModel(model, device, settings), args.max_sessions,
+                       max_pixels=int(args.max_session_megapixels * 1e6))
     backend = GraCoBackend(pool, images, model_version=version, negative_label=args.negative_label)
     if args.basic_auth is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("listening on %s without --basic-auth: anyone who reaches the port can use the backend",

@@ -378,3 +378,18 @@ def test_a_malformed_image_url_gets_a_422(model, hosts, url):
         assert status == 422 and "malformed" in answer["error"], answer
     finally:
         stop(server)
+
+
+def test_sessions_are_bounded_by_pixels_too(model):
+    """A session costs about 36 MiB per megapixel (README): eight sessions on images at the pixel limit would hold
+    gigabytes, so the pool also bounds the sessions' total pixels (the newest session always stays)."""
+    pool = SessionPool(SharedModel(model, "cpu", SETTINGS), max_sessions=8, max_pixels=1000)
+    image = np.full((20, 20, 3), 100, np.uint8)  # 400 pixels
+    for task in range(3):
+        pool.get(("p", task, "u"), lambda: image)
+    assert len(pool) == 2 and pool.pixels == 800, "the least recently used session went"
+    big = np.full((40, 40, 3), 100, np.uint8)  # 1600 pixels: over the budget alone, kept alone
+    pool.get(("p", 9, "u"), lambda: big)
+    assert len(pool) == 1 and pool.pixels == 1600
+    with pytest.raises(ValueError):
+        SessionPool(SharedModel(model, "cpu", SETTINGS), max_pixels=0)
