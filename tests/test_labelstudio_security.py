@@ -393,3 +393,22 @@ def test_sessions_are_bounded_by_pixels_too(model):
     assert len(pool) == 1 and pool.pixels == 1600
     with pytest.raises(ValueError):
         SessionPool(SharedModel(model, "cpu", SETTINGS), max_pixels=0)
+
+
+def test_a_later_setup_cannot_move_the_backend_to_another_host(model, hosts):
+    """Without basic auth anyone who reaches the port can post /setup. Once Label Studio has connected, a /setup
+    naming another host (with any token) must not move the image reads there: the attacker would serve the images
+    (silently wrong masks in Label Studio) or probe the backend's network through its error messages."""
+    label_studio, _, attacker = hosts
+    server = start(model, ImageSource())
+    try:
+        post(server.url + "/setup", {"schema": API_CONFIG, "hostname": label_studio.origin, "access_token": LS_TOKEN})
+        post(server.url + "/setup", {"schema": API_CONFIG, "hostname": attacker.origin, "access_token": "theirs"})
+        status, answer, _ = predict(server, "/data/upload/1/photo.jpg")
+        assert status == 200, answer
+        assert attacker.requests == [] and label_studio.tokens() == [f"Token {LS_TOKEN}"]
+        post(server.url + "/setup", {"schema": API_CONFIG, "hostname": label_studio.origin, "access_token": "new"})
+        predict(server, "/data/upload/1/photo.jpg", task=2)
+        assert label_studio.tokens()[-1] == "Token new", "Label Studio itself may still change its token"
+    finally:
+        stop(server)
