@@ -36,6 +36,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                              "request at a time, the others render and encode meanwhile")
     parser.add_argument("--session-ttl", type=float, default=3600,
                         help="seconds a browser session's image and clicks are kept after its last request")
+    parser.add_argument("--max-sessions", type=int, default=32,
+                        help="browser tabs holding an image at once; one more drops the least recently used "
+                             "tab's image (it is asked to open it again)")
     parser.add_argument("--max-image-side", type=int, default=2048,
                         help="uploads whose longer side exceeds this are resized to it (the model itself sees "
                              "at most --limit-longest-size)")
@@ -47,6 +50,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         raise UsageError("--port must be in 1..65535")
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    if args.max_sessions < 1:
+        raise UsageError("--max-sessions must be at least 1")
     if args.session_ttl <= 0 or args.max_image_side < 16 or args.max_file_mb <= 0:
         raise UsageError("--session-ttl and --max-file-mb must be positive, --max-image-side at least 16")
     return args
@@ -57,7 +62,7 @@ def build(args: argparse.Namespace):
     from isegm.inference.utils import load_is_model
     from isegm.web.layout import build_app, example_photos
     from isegm.interactive import SharedModel
-    from isegm.web.state import WebSession
+    from isegm.web.state import SessionLimit, WebSession
 
     device, checkpoint, lora, settings = prepare_model(args)
     for given, path in ((args.checkpoint, checkpoint), (args.lora_checkpoint, lora)):
@@ -69,7 +74,8 @@ def build(args: argparse.Namespace):
     model = load_is_model(checkpoint, device, lora_checkpoint=lora, clip_weights=args.clip_weights)
     shared = SharedModel(model, device, settings)
     examples = example_photos()
-    app = build_app(lambda: WebSession(shared, args.max_image_side), shared.phrase_unavailable_reason,
+    limit = SessionLimit(args.max_sessions)
+    app = build_app(lambda: WebSession(shared, args.max_image_side, limit), shared.phrase_unavailable_reason,
                     strip=not args.no_strip, session_ttl=args.session_ttl, examples=examples)
     concurrency = args.concurrency or (1 if device.type == "cpu" else 2)
     app.queue(default_concurrency_limit=concurrency, max_size=64)

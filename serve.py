@@ -37,6 +37,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="comma-separated hosts whose plain http(s) image URLs may be read")
     parser.add_argument("--max-sessions", type=int, default=8,
                         help="annotation sessions (task images) kept; the least recently used is dropped")
+    parser.add_argument("--max-session-megapixels", type=float, default=100,
+                        help="image megapixels of all sessions together (a session holds about 36 MiB per "
+                             "megapixel); the least recently used sessions are dropped above it")
     parser.add_argument("--max-image-pixels", type=int, default=50_000_000, help="largest image (width x height)")
     parser.add_argument("--max-image-mb", type=float, default=32, help="largest image file, in MiB")
     parser.add_argument("--negative-label", default="Negative", help="keypoint label of negative clicks")
@@ -45,7 +48,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                              "of segment everything at this granularity in [0.1, 1] (default: no prediction)")
     parser.add_argument("--pre-annotate-points-per-side", type=int, default=16,
                         help="grid of the pre-annotation (N x N clicks)")
-    parser.add_argument("--basic-auth", default=_env_basic_auth(), metavar="USER:PASS",
+    parser.add_argument("--basic-auth", default=None, metavar="USER:PASS",
                         help="HTTP basic auth every request must carry (default: $GRACO_BASIC_AUTH_USER and "
                              "$GRACO_BASIC_AUTH_PASS); set the same in Label Studio's model connection")
     parser.add_argument("--max-concurrency", type=int, default=16,
@@ -60,10 +63,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         raise UsageError(f"--pre-annotate-granularity {gra:g}: must be in [0.1, 1]")
     if args.pre_annotate_points_per_side < 1:
         raise UsageError("--pre-annotate-points-per-side must be at least 1")
+    if args.basic_auth is None:
+        args.basic_auth = _env_basic_auth()
     if not 0 <= args.port < 65536:
         raise UsageError("--port must be in 0..65535")
-    if args.max_sessions < 1 or args.max_image_pixels < 1 or args.max_image_mb <= 0:
-        raise UsageError("--max-sessions, --max-image-pixels and --max-image-mb must be positive")
+    if args.max_sessions < 1 or args.max_image_pixels < 1 or args.max_image_mb <= 0 or \
+            args.max_session_megapixels <= 0:
+        raise UsageError("--max-sessions, --max-session-megapixels, --max-image-pixels and --max-image-mb must be "
+                         "positive")
     if args.max_concurrency < 1 or args.max_request_mb <= 0 or args.client_timeout <= 0:
         raise UsageError("--max-concurrency, --max-request-mb and --client-timeout must be positive")
     if args.basic_auth is not None:
@@ -76,7 +83,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def _env_basic_auth() -> Optional[str]:
     user, password = os.environ.get("GRACO_BASIC_AUTH_USER"), os.environ.get("GRACO_BASIC_AUTH_PASS")
-    return f"{user}:{password}" if user or password else None
+    if not user and not password:
+        return None
+    if not user or not password:  # never the literal password "None"
+        missing = "GRACO_BASIC_AUTH_PASS" if user else "GRACO_BASIC_AUTH_USER"
+        raise UsageError(f"basic auth from the environment needs both variables: {missing} is not set")
+    return f"{user}:{password}"
 
 
 def build_server(args: argparse.Namespace):
@@ -95,11 +107,13 @@ def build_server(args: argparse.Namespace):
                          allowed_hosts=tuple(h.strip().lower() for h in args.allowed_hosts.split(",") if h.strip()),
                          max_bytes=int(args.max_image_mb * 2 ** 20), max_pixels=args.max_image_pixels)
     version = f"GraCo-{Path(lora or checkpoint).stem}"
-    pool = SessionPool(SharedModel(model, device, settings), args.max_sessions)
+    pool = SessionPool(SharedModel(model, device, settings), args.max_sessions,
+                       max_pixels=int(args.max_session_megapixels * 1e6))
     pre_annotation = None if args.pre_annotate_granularity is None else PreAnnotation(
         args.pre_annotate_granularity, EverythingSettings(points_per_side=args.pre_annotate_points_per_side))
     backend = GraCoBackend(pool, images, model_version=version, negative_label=args.negative_label,
                            pre_annotation=pre_annotation)
+>>>>>>> review
     if args.basic_auth is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("listening on %s without --basic-auth: anyone who reaches the port can use the backend",
                        args.host)

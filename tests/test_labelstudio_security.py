@@ -322,3 +322,93 @@ def test_a_slow_image_host_does_not_hold_a_download(jpeg):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_basic_auth_from_half_the_environment_is_an_error(monkeypatch):
+    """Only one of the two variables set (a typo in a deployment) must not make the literal password 'None'."""
+    import serve
+    from isegm.cli import UsageError
+    monkeypatch.setenv("GRACO_BASIC_AUTH_USER", "annotator")
+    monkeypatch.delenv("GRACO_BASIC_AUTH_PASS", raising=False)
+    with pytest.raises(UsageError, match="GRACO_BASIC_AUTH_PASS"):
+        serve.parse_args(["--checkpoint", "x", "--cpu"])
+    monkeypatch.delenv("GRACO_BASIC_AUTH_USER")
+    monkeypatch.setenv("GRACO_BASIC_AUTH_PASS", "secret")
+    with pytest.raises(UsageError, match="GRACO_BASIC_AUTH_USER"):
+        serve.parse_args(["--checkpoint", "x", "--cpu"])
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000 + b"]" * 100_000, b'{"tasks": ' + b"1" * 5000 + b"}"],
+                         ids=["deep-nesting", "huge-integer"])
+def test_hostile_json_gets_a_400(model, raw):
+    server = start(model, ImageSource())
+    try:
+        status, answer, _ = post(server.url + "/predict", None, raw=raw)
+        assert status == 400 and "JSON" in answer["error"], answer
+        assert post(server.url + "/predict", {"tasks": []})[0] == 400, "still serving"
+    finally:
+        stop(server)
+
+
+@pytest.mark.parametrize("task", [{"id": [1], "data": {"image": "/data/upload/1/photo.jpg"}},
+                                  {"id": {"a": 1}, "data": {"image": "/data/upload/1/photo.jpg"}},
+                                  {"id": 1, "data": ["/data/upload/1/photo.jpg"]}],
+                         ids=["list-id", "object-id", "list-data"])
+def test_malformed_tasks_get_a_400_not_a_500(model, hosts, task):
+    label_studio = hosts[0]
+    server = start(model, ImageSource(label_studio_url=label_studio.origin, api_token=LS_TOKEN))
+    try:
+        body = {"tasks": [task], "project": "1.1", "label_config": API_CONFIG,
+                "params": {"context": {"result": [keypoint(50, 50)]}}}
+        status, answer, _ = post(server.url + "/predict", body)
+        assert status == 400, answer
+        assert "Error" not in answer["error"].split(":")[0], "a one-line message, not an exception's name"
+    finally:
+        stop(server)
+
+
+@pytest.mark.parametrize("url", ["http://[::1/photo.jpg", "{images}/bad-location.jpg"], ids=["url", "redirect"])
+def test_a_malformed_image_url_gets_a_422(model, hosts, url):
+    """A URL (or a redirect's Location) that does not parse is the task's problem (422, one line), not a 500."""
+    _, images, _ = hosts
+    images.route("/bad-location.jpg", 302, location="http://[::1/x.jpg")
+    server = start(model, ImageSource(allowed_hosts=(images.host,)))
+    try:
+        status, answer, _ = predict(server, url.format(images=images.origin))
+        assert status == 422 and "malformed" in answer["error"], answer
+    finally:
+        stop(server)
+
+
+def test_sessions_are_bounded_by_pixels_too(model):
+    """A session costs about 36 MiB per megapixel (README): eight sessions on images at the pixel limit would hold
+    gigabytes, so the pool also bounds the sessions' total pixels (the newest session always stays)."""
+    pool = SessionPool(SharedModel(model, "cpu", SETTINGS), max_sessions=8, max_pixels=1000)
+    image = np.full((20, 20, 3), 100, np.uint8)  # 400 pixels
+    for task in range(3):
+        pool.get(("p", task, "u"), lambda: image)
+    assert len(pool) == 2 and pool.pixels == 800, "the least recently used session went"
+    big = np.full((40, 40, 3), 100, np.uint8)  # 1600 pixels: over the budget alone, kept alone
+    pool.get(("p", 9, "u"), lambda: big)
+    assert len(pool) == 1 and pool.pixels == 1600
+    with pytest.raises(ValueError):
+        SessionPool(SharedModel(model, "cpu", SETTINGS), max_pixels=0)
+
+
+def test_a_later_setup_cannot_move_the_backend_to_another_host(model, hosts):
+    """Without basic auth anyone who reaches the port can post /setup. Once Label Studio has connected, a /setup
+    naming another host (with any token) must not move the image reads there: the attacker would serve the images
+    (silently wrong masks in Label Studio) or probe the backend's network through its error messages."""
+    label_studio, _, attacker = hosts
+    server = start(model, ImageSource())
+    try:
+        post(server.url + "/setup", {"schema": API_CONFIG, "hostname": label_studio.origin, "access_token": LS_TOKEN})
+        post(server.url + "/setup", {"schema": API_CONFIG, "hostname": attacker.origin, "access_token": "theirs"})
+        status, answer, _ = predict(server, "/data/upload/1/photo.jpg")
+        assert status == 200, answer
+        assert attacker.requests == [] and label_studio.tokens() == [f"Token {LS_TOKEN}"]
+        post(server.url + "/setup", {"schema": API_CONFIG, "hostname": label_studio.origin, "access_token": "new"})
+        predict(server, "/data/upload/1/photo.jpg", task=2)
+        assert label_studio.tokens()[-1] == "Token new", "Label Studio itself may still change its token"
+    finally:
+        stop(server)

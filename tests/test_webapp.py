@@ -416,3 +416,74 @@ def test_app_command_line_errors(tmp_path, monkeypatch, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("app.py: error: sbd_vit_base: no such checkpoint") and "weights/simpleclick/" in error
     assert len(error.splitlines()) == 1
+
+
+def test_clicks_per_object_are_capped(tmp_path, monkeypatch):
+    """Each click keeps a full-resolution probability map for undo: an API client clicking without end must get a
+    message, not grow one tab's memory without bound."""
+    from PIL import Image
+
+    from helpers import tiny_config
+    from isegm.interactive import PredictorSettings, SharedModel
+    from isegm.toy.seeded import build_seeded_model
+    from isegm.web import state
+    from isegm.web.state import InputError, WebSession
+
+    assert 10 <= state.MAX_CLICKS <= 200
+    monkeypatch.setattr(state, "MAX_CLICKS", 3)  # the same rule, three forwards instead of a hundred
+    MAX_CLICKS = 3
+
+    path = tmp_path / "small.png"
+    Image.fromarray(np.full((24, 24, 3), 128, np.uint8)).save(path)
+    shared = SharedModel(build_seeded_model(tiny_config(), seed=0), "cpu",
+                         PredictorSettings(target_size=224, max_size=800, with_flip=False))
+    ws = WebSession(shared, 64)
+    ws.open_image(str(path))
+    for i in range(MAX_CLICKS):
+        ws.add_click(i % 24, (i // 24) % 24, True)
+    with pytest.raises(InputError, match=f"at most {MAX_CLICKS} clicks"):
+        ws.add_click(1, 1, True)
+    assert len(ws.session.clicks) == MAX_CLICKS
+    ws.undo()
+    ws.add_click(1, 1, True)  # still working
+
+
+def test_tabs_holding_an_image_are_capped(tmp_path):
+    """Every tab (or API client) that opens an image holds it and its clicks' probabilities until its state expires
+    (an hour): without a cap, a script opening tabs grows the server's memory without bound."""
+    from PIL import Image
+
+    from helpers import tiny_config
+    from isegm.interactive import PredictorSettings, SharedModel
+    from isegm.toy.seeded import build_seeded_model
+    from isegm.web.state import InputError, SessionLimit, WebSession
+
+    path = tmp_path / "small.png"
+    Image.fromarray(np.full((24, 24, 3), 128, np.uint8)).save(path)
+    shared = SharedModel(build_seeded_model(tiny_config(), seed=0), "cpu",
+                         PredictorSettings(target_size=224, max_size=800, with_flip=False))
+    limit = SessionLimit(2)
+    tabs = [WebSession(shared, 64, limit) for _ in range(3)]
+    tabs[0].open_image(str(path))
+    tabs[1].open_image(str(path))
+    tabs[0].add_click(5, 5, True)  # tab 0 used last: tab 1 is the least recently used
+    tabs[2].open_image(str(path))
+    assert len(limit) == 2 and tabs[1].image is None and tabs[0].image is not None
+    with pytest.raises(InputError, match="open the image again"):
+        tabs[1].add_click(5, 5, True)
+    assert "open the image again" in tabs[1].status()
+    tabs[1].open_image(str(path))  # and it works again, dropping tab 0's (used before tab 2's)
+    tabs[1].add_click(5, 5, True)
+    assert tabs[0].image is None and tabs[2].image is not None and len(limit) == 2
+    tabs[2].expire()  # Gradio dropped the state: its place is free
+    assert len(limit) == 1
+
+
+def test_uploads_and_rendered_images_are_deleted():
+    """Gradio keeps every upload and every rendered canvas (one JPEG per click) in its cache until the server stops,
+    unless delete_cache is set: a long-running app (a Space) would fill its disk."""
+    from isegm.web.layout import build_app
+    app = build_app(lambda: None, None, strip=False, session_ttl=1800)
+    assert app.delete_cache is not None
+    frequency, age = app.delete_cache
+    assert 0 < frequency <= 3600 and 1800 <= age <= 2 * 3600, app.delete_cache

@@ -115,7 +115,12 @@ class GraCoBackend:
         """One prediction for ``task`` from the keypoints in ``context``; no keypoints, no prediction."""
         logger.debug("context results: %s", context.get("result"))
         config = self._config(request.get("label_config"))
-        url = (task.get("data") or {}).get(config.image_value)
+        data, task_id = task.get("data"), task.get("id")
+        if not isinstance(data, dict):
+            raise RequestError("the task's data must be an object")
+        if not isinstance(task_id, (int, str, type(None))):
+            raise RequestError("the task's id must be a number or a string")
+        url = data.get(config.image_value)
         if not isinstance(url, str) or not url:
             raise RequestError(f"the task has no image in data.{config.image_value}")
 
@@ -124,7 +129,7 @@ class GraCoBackend:
             return {"results": []}
         if signal.phrase is not None:
             self._check_phrase()
-        key = (str(request.get("project", "")), task.get("id"), url)
+        key = (str(request.get("project", "")), task_id, url)
 
         def read_image():
             try:

@@ -49,7 +49,8 @@ class ImageSource:
         max_downloads: downloads at the same time (more wait).
 
     A URL and a token sent by Label Studio's ``/setup`` are taken with :meth:`connect`, as one pair, and only when
-    neither was configured here; the token goes to no host but that URL's.
+    neither was configured here; the token goes to no host but that URL's. The first such URL stays: a later
+    ``/setup`` may change the token, not the host (anyone who reaches the port can post one).
     """
 
     def __init__(self, label_studio_url: Optional[str] = None, api_token: Optional[str] = None,
@@ -75,13 +76,17 @@ class ImageSource:
 
     def connect(self, url: Optional[str], token: Optional[str]) -> bool:
         """Take Label Studio's URL and token (from ``/setup``) as one pair; ignored (False) when the server was given
-        either, or when one of the two is missing."""
+        either, when one of the two is missing, or when an earlier ``/setup`` named another host."""
         if self.configured or not url or not token:
             return False
         origin = _origin(str(url))
         if origin is None:
             return False
         with self._lock:
+            if self._pair[0] is not None and self._pair[0] != origin:
+                logger.warning("/setup named %s, but Label Studio at %s connected first: ignored (restart the "
+                               "backend, or give --label-studio-url, to move it)", origin, self._pair[0])
+                return False
             self._pair = (origin, str(token))
         return True
 
@@ -91,9 +96,14 @@ class ImageSource:
             raise ImageError("the task has no image URL")
         with self._lock:
             label_studio, token = self._pair
-        full = self._resolve(url.strip(), label_studio)
-        with self._downloads:
-            data = self._download(full, label_studio, token)
+        try:
+            full = self._resolve(url.strip(), label_studio)
+            with self._downloads:
+                data = self._download(full, label_studio, token)
+        except ImageError:
+            raise
+        except ValueError as error:  # a URL or a redirect's Location that does not parse (e.g. "http://[::1")
+            raise ImageError(f"the image URL is malformed ({error})") from None
         return self._decode(data, url)
 
     # ----- URLs ------------------------------------------------------------------------------------------------

@@ -158,8 +158,8 @@ class BackendServer:
             raise RequestError("the client disconnected before sending the whole request", status=400) from None
         try:
             parsed = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise RequestError(f"the request is not valid JSON ({error})") from None
+        except (ValueError, RecursionError) as error:  # also too deep nesting, integers of too many digits
+            raise RequestError(f"the request is not valid JSON ({str(error).splitlines()[0][:200]})") from None
         if not isinstance(parsed, dict):
             raise RequestError("the request must be a JSON object")
         return parsed

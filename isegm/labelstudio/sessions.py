@@ -37,19 +37,33 @@ class CompactSession(ObjectSession):
 
 
 class SessionPool:
-    """At most ``max_sessions`` sessions, the least recently used evicted first; all share ``shared``'s model."""
+    """At most ``max_sessions`` sessions, and at most ``max_pixels`` image pixels in all (a session holds about
+    36 MiB per megapixel; the newest session stays even alone above it), the least recently used evicted first; all
+    share ``shared``'s model."""
 
-    def __init__(self, shared: SharedModel, max_sessions: int = 8):
+    def __init__(self, shared: SharedModel, max_sessions: int = 8, max_pixels: Optional[int] = None):
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
+        if max_pixels is not None and max_pixels < 1:
+            raise ValueError("max_pixels must be at least 1")
         self.shared = shared
         self.max_sessions = max_sessions
+        self.max_pixels = max_pixels
         self._sessions: "OrderedDict[Hashable, ObjectSession]" = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._sessions)
+
+    @property
+    def pixels(self) -> int:
+        """Image pixels of the sessions kept."""
+        with self._lock:
+            return self._pixels()
+
+    def _pixels(self) -> int:
+        return sum(s.image_shape[0] * s.image_shape[1] for s in self._sessions.values())
 
     def get(self, key: Hashable, read_image: Callable[[], np.ndarray]) -> ObjectSession:
         """The session of ``key``, made with ``read_image()`` when it is new (the image is read outside the pool's
@@ -66,7 +80,9 @@ class SessionPool:
                 self._sessions.move_to_end(key)
                 return existing
             self._sessions[key] = session
-            while len(self._sessions) > self.max_sessions:
+            while len(self._sessions) > self.max_sessions or (
+                    self.max_pixels is not None and len(self._sessions) > 1 and self._pixels() > self.max_pixels):
                 old, _ = self._sessions.popitem(last=False)
-                logger.info("session %s evicted (at most %d sessions)", old, self.max_sessions)
+                logger.info("session %s evicted (at most %d sessions, %s pixels)", old, self.max_sessions,
+                            self.max_pixels or "any number of")
         return session

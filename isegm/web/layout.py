@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 #: every request of every tab is in one concurrency group: the queue's limit (app.queue(default_concurrency_limit))
 #: is the number of requests served at once, whatever they are
 QUEUE = "graco"
+CACHE_SWEEP = 600
 TITLE = "GraCo: granularity-controllable interactive segmentation"
 INTRO = ("Click on the image (left click: the click type below; right click: negative), move the granularity "
          "slider from part (0.1) to whole object (1.0) or type a part name, then finish the object and download "
@@ -78,7 +79,10 @@ def build_app(new_session: Callable[[], WebSession], phrase_unavailable: Optiona
             return view(ws, f"⚠ failed: {_one_line(error)}")
         return view(ws)
 
-    with gr.Blocks(title="GraCo", analytics_enabled=False) as app:
+    # Gradio keeps uploads, rendered canvases (one per click) and downloads on disk until the server stops unless told
+    # to delete them: every CACHE_SWEEP seconds, those older than a session's lifetime go
+    cache_age = max(int(session_ttl), CACHE_SWEEP)
+    with gr.Blocks(title="GraCo", analytics_enabled=False, delete_cache=(CACHE_SWEEP, cache_age)) as app:
         state = gr.State(None, time_to_live=session_ttl, delete_callback=_close)
         gr.Markdown(f"## {TITLE}\n{INTRO}")
         with gr.Row():
@@ -201,7 +205,7 @@ def _message(text: str, ws: WebSession) -> str:
 
 def _close(ws: Optional[WebSession]) -> None:
     if ws is not None:
-        ws.close()
+        ws.expire()
 
 
 def _one_line(error: BaseException) -> str:

@@ -3,7 +3,9 @@ annotated (:class:`~isegm.interactive.ObjectSession` on the shared model). Probl
 import logging
 import shutil
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -18,10 +20,42 @@ from .render import render_canvas, render_thumbnail
 logger = logging.getLogger(__name__)
 
 STRIP_COLOUR = (255, 200, 0)
+#: clicks per object: each keeps the probabilities after it (for undo), H x W float32
+MAX_CLICKS = 100
 
 
 class InputError(ValueError):
     """A request that cannot be done now (no image yet, phrase without CLIP weights ...); shown in the page."""
+
+
+class SessionLimit:
+    """At most ``max_sessions`` tabs hold an image (and its clicks' probabilities) at once: when one more opens an
+    image, the tab used least recently drops its work and is asked to open its image again."""
+
+    def __init__(self, max_sessions: int):
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
+        self.max_sessions = max_sessions
+        self._live: "OrderedDict[WebSession, None]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._live)
+
+    def touch(self, ws: "WebSession") -> None:
+        with self._lock:
+            self._live[ws] = None
+            self._live.move_to_end(ws)
+            evicted = [self._live.popitem(last=False)[0] for _ in range(len(self._live) - self.max_sessions)]
+        for old in evicted:
+            logger.info("a tab's image was dropped (at most %d tabs hold one)", self.max_sessions)
+            old.drop(f"this tab's image was dropped to make room for other users (at most {self.max_sessions} "
+                     f"at once): open the image again")
+
+    def forget(self, ws: "WebSession") -> None:
+        with self._lock:
+            self._live.pop(ws, None)
 
 
 class WebSession:
@@ -30,10 +64,12 @@ class WebSession:
     Args:
         shared: the model, shared by all tabs.
         max_image_side: uploads are resized to this longest side.
+        limit: the tabs that may hold an image at once (None: no limit).
     """
 
-    def __init__(self, shared: SharedModel, max_image_side: int):
+    def __init__(self, shared: SharedModel, max_image_side: int, limit: Optional[SessionLimit] = None):
         self.shared = shared
+        self.limit = limit
         self.max_image_side = max_image_side
         self.image: Optional[np.ndarray] = None
         self.image_name = "image"
@@ -47,6 +83,7 @@ class WebSession:
         self.seconds_per_click: Optional[float] = None
         self.notes: List[str] = []
         self._export_dir: Optional[str] = None
+        self._dropped: Optional[str] = None
 
     # ----- requests ------------------------------------------------------------------------------------------
     def open_image(self, path: str) -> None:
@@ -56,14 +93,19 @@ class WebSession:
         except ImageInputError as error:
             raise InputError(str(error)) from None
         self.image, self.image_name, self.notes = image, Path(path).stem or "image", notes
+        self._dropped = None
         self.annotation = Annotation(tuple(image.shape[:2]))
         self._new_object()
+        if self.limit is not None:
+            self.limit.touch(self)
         logger.info("image %s (%d x %d)%s", Path(path).name, image.shape[1], image.shape[0],
                     "".join(f"; {note}" for note in notes))
 
     def add_click(self, x: float, y: float, positive: bool) -> None:
         """A click at image pixel (x, y) on the current object."""
         session = self._session()
+        if len(session.clicks) >= MAX_CLICKS:
+            raise InputError(f"at most {MAX_CLICKS} clicks per object: finish it, or undo / reset it")
         height, width = self.image.shape[:2]
         if not (0 <= x < width and 0 <= y < height):
             raise InputError(f"the click ({x:.0f}, {y:.0f}) is outside the {width} x {height} image")
@@ -134,9 +176,18 @@ class WebSession:
         self.opacity = _fraction(value, "opacity", low=0.0)
 
     def _session(self) -> ObjectSession:
-        if self.session is None:
-            raise InputError("open an image first (upload one or pick an example)")
-        return self.session
+        session = self.session
+        if session is None:
+            raise InputError(self._dropped or "open an image first (upload one or pick an example)")
+        if self.limit is not None:
+            self.limit.touch(self)
+        return session
+
+    def drop(self, reason: str) -> None:
+        """Let go of the image and its work (:class:`SessionLimit`); the next request says ``reason``."""
+        self.image, self.annotation, self.session, self.strip = None, None, None, None
+        self._dropped = reason
+        self.close()
 
     def _new_object(self) -> None:
         self.session = self.shared.session(self.image, granularity=self.granularity, phrase=self.phrase)
@@ -172,7 +223,7 @@ class WebSession:
 
     def status(self) -> str:
         if self.session is None:
-            return "open an image: upload one or pick an example"
+            return self._dropped or "open an image: upload one or pick an example"
         height, width = self.image.shape[:2]
         signal = f"part '{self.phrase}'" if self.phrase else f"granularity {self.granularity:.1f}"
         speed = f"{self.seconds_per_click:.3f} s per click" if self.seconds_per_click is not None else "no click yet"
@@ -198,6 +249,12 @@ class WebSession:
         if self._export_dir is not None:
             shutil.rmtree(self._export_dir, ignore_errors=True)
             self._export_dir = None
+
+    def expire(self) -> None:
+        """Gradio dropped this tab's state: remove its downloads and its place in the limit."""
+        self.close()
+        if self.limit is not None:
+            self.limit.forget(self)
 
 
 def _fraction(value, what: str, low: float) -> float:
