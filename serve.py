@@ -113,7 +113,6 @@ def build_server(args: argparse.Namespace):
         args.pre_annotate_granularity, EverythingSettings(points_per_side=args.pre_annotate_points_per_side))
     backend = GraCoBackend(pool, images, model_version=version, negative_label=args.negative_label,
                            pre_annotation=pre_annotation)
->>>>>>> review
     if args.basic_auth is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("listening on %s without --basic-auth: anyone who reaches the port can use the backend",
                        args.host)
