@@ -30,7 +30,7 @@ from tqdm import tqdm
 from any_granularity_generator import barrier, choose_device, distributed_setup
 from isegm.data.io import SampleError, read_rgb_image
 from isegm.interactive import PredictorSettings
-from isegm.interactive.export import coloured_preview, encode_rle
+from isegm.interactive.export import coloured_preview, encode_rle, write_png
 from isegm.engine.distributed import broadcast_from_main
 from isegm.generation.everything import (MIN_GRANULARITY, EverythingGenerator, EverythingMask, EverythingSettings,
                                          Layer, make_layers)
@@ -200,20 +200,11 @@ def write_outputs(paths: Dict[str, Path], image_path: Path, image: np.ndarray,
     """PNGs first, the JSON last (each written to a temporary name and renamed)."""
     paths["json"].parent.mkdir(parents=True, exist_ok=True)
     for layer, masks in result.items():
-        _write_png(paths[layer.name], instance_map(masks, image.shape[:2]))
-    _write_png(paths["preview"], cv2.cvtColor(preview(image, result), cv2.COLOR_RGB2BGR))
+        write_png(paths[layer.name], instance_map(masks, image.shape[:2]))
+    write_png(paths["preview"], cv2.cvtColor(preview(image, result), cv2.COLOR_RGB2BGR))
     tmp = paths["json"].with_name(f".{paths['json'].name}.tmp")
     tmp.write_text(json.dumps(coco_document(image_path, image.shape[:2], result, identity)))
     tmp.replace(paths["json"])
-
-
-def _write_png(path: Path, array: np.ndarray) -> None:
-    ok, data = cv2.imencode(".png", array)
-    if not ok:
-        raise OSError(f"could not encode {path.name}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.tobytes())
-    tmp.replace(path)
 
 
 def check_unique_stems(images: Sequence[Path]) -> None:

@@ -62,8 +62,8 @@ def save_annotation(image: np.ndarray, instances: np.ndarray, image_path: PathLi
     paths = {"instances": output_dir / f"{stem}.png", "preview": output_dir / f"{stem}_preview.png",
              "coco": output_dir / f"{stem}.json"}
     dtype = np.uint8 if instances.max(initial=0) < 256 else np.uint16
-    _write_png(paths["instances"], instances.astype(dtype))
-    _write_png(paths["preview"], cv2.cvtColor(coloured_preview(image, instances), cv2.COLOR_RGB2BGR))
+    write_png(paths["instances"], instances.astype(dtype))
+    write_png(paths["preview"], cv2.cvtColor(coloured_preview(image, instances), cv2.COLOR_RGB2BGR))
     document = coco_document(instances, Path(image_path).name, names)
     tmp = paths["coco"].with_suffix(".json.tmp")
     tmp.write_text(json.dumps(document))
@@ -78,7 +78,8 @@ def export_annotation(image: np.ndarray, annotation: Annotation, image_path: Pat
     return save_annotation(image, annotation.instance_mask(), image_path, output_dir, annotation.names())
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
+def write_png(path: Path, array: np.ndarray) -> None:
+    """``array`` as a PNG at ``path``, written to a temporary name and renamed (no half-written file)."""
     ok, data = cv2.imencode(".png", array)
     if not ok:
         raise OSError(f"could not encode {path.name}")
