@@ -86,15 +86,17 @@ def build(args: argparse.Namespace):
 
 def main(argv: Optional[List[str]] = None) -> int:
     from isegm.model.checkpoint import CheckpointError
+    from isegm.utils.extras import ExtraMissing, require_extra
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         import torch
         argv = SPACE_ARGS + ([] if torch.cuda.is_available() else ["--cpu"])
     try:
+        require_extra("web", "gradio", "app.py")  # named before --help, in one line
         args = parse_args(argv)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
         app, example_folders = build(args)
-    except (UsageError, CheckpointError, OSError) as error:
+    except (UsageError, CheckpointError, OSError, ExtraMissing) as error:
         print(f"app.py: error: {error}", file=sys.stderr)
         return 2
     app.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=False,

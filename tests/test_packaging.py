@@ -14,7 +14,8 @@ import pytest
 from helpers import ROOT
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-SCRIPTS = ("train.py", "evaluate.py", "demo.py", "serve.py", "any_granularity_generator.py")
+SCRIPTS = ("train.py", "evaluate.py", "demo.py", "serve.py", "app.py", "segment_everything.py",
+           "any_granularity_generator.py")
 
 
 def normalize(requirement: str) -> str:
@@ -104,6 +105,12 @@ def test_serve_without_the_labelstudio_extra_says_which_extra():
                          "--help")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert result.stderr.count("\n") == 1 and "pip install -e '.[labelstudio]'" in result.stderr, result.stderr
+
+
+def test_app_without_the_web_extra_says_which_extra():
+    result = run_without({"gradio"}, "app.py", "--help")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.count("\n") == 1 and "pip install -e '.[web]'" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("sam_type, sam_model, module", [("SAM", "vit_b", "segment_anything"),

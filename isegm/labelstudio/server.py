@@ -21,16 +21,20 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
-import h11
-import uvicorn
-from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-from uvicorn.protocols.http.h11_impl import H11Protocol
-
+from ..utils.extras import require_extra
 from .backend import GraCoBackend, RequestError
+
+# the [labelstudio] extra: a missing package is named in one line with the command that installs it
+_FEATURE = "the Label Studio backend"
+h11 = require_extra("labelstudio", "h11", _FEATURE)
+uvicorn = require_extra("labelstudio", "uvicorn", _FEATURE)
+H11Protocol = require_extra("labelstudio", "uvicorn.protocols.http.h11_impl", _FEATURE).H11Protocol
+Starlette = require_extra("labelstudio", "starlette.applications", _FEATURE).Starlette
+run_in_threadpool = require_extra("labelstudio", "starlette.concurrency", _FEATURE).run_in_threadpool
+_requests = require_extra("labelstudio", "starlette.requests", _FEATURE)
+ClientDisconnect, Request = _requests.ClientDisconnect, _requests.Request
+JSONResponse = require_extra("labelstudio", "starlette.responses", _FEATURE).JSONResponse
+Route = require_extra("labelstudio", "starlette.routing", _FEATURE).Route
 
 logger = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 8 * 2 ** 20

@@ -9,9 +9,10 @@ import logging
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
-import gradio as gr
-
+from ..utils.extras import require_extra
 from .state import InputError, WebSession
+
+gr = require_extra("web", "gradio", "the web app")
 
 logger = logging.getLogger(__name__)
 
