@@ -195,9 +195,16 @@ def test_oversized_body_is_refused_unread(model, hosts):
         with _connect(server) as sock:  # no length: counted as it comes
             sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
             chunk = b"x" * 65536
-            for _ in range(20):
-                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            assert _read_reply(sock).startswith(b"HTTP/1.1 413")
+            try:
+                for _ in range(20):
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                reply = _read_reply(sock)
+            except (BrokenPipeError, ConnectionResetError):
+                reply = b""
+            # The server answers 413 and closes with the rest unread while the client is still sending: the kernel
+            # then resets the connection and may drop the 413 before the client reads it, so a reset without a reply
+            # also counts. A server that had read the whole body would have answered 400 (the body is no JSON).
+            assert reply.startswith(b"HTTP/1.1 413") or reply == b"", reply[:200]
         status, answer, _ = post(server.url + "/predict", {"tasks": []})
         assert status == 400 and "no tasks" in answer["error"], "still serving"
     finally:
