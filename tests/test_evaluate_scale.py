@@ -317,6 +317,7 @@ def test_checkpoints_of_one_stem_are_evaluated_apart(setup, tmp_path, capsys):
                                                     "all_checkpoints_GrabCut_x.safetensors_GrabCut_fixed96_NoBRS_1.json"}
 
 
+@pytest.mark.slow  # subprocesses
 def test_checkpoints_are_hashed_once_on_rank_0(tmp_path):
     """Under torchrun rank 0 reads and hashes the files; the other ranks receive the digests."""
     target = tmp_path / "checkpoint.bin"

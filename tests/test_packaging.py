@@ -100,6 +100,7 @@ def run_without(blocked, script: str, *argv: str) -> subprocess.CompletedProcess
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
+@pytest.mark.slow  # subprocesses
 def test_serve_without_the_labelstudio_extra_says_which_extra():
     result = run_without({"label_studio_converter", "label_studio_tools", "uvicorn", "starlette"}, "serve.py",
                          "--help")
@@ -107,12 +108,14 @@ def test_serve_without_the_labelstudio_extra_says_which_extra():
     assert result.stderr.count("\n") == 1 and "pip install -e '.[labelstudio]'" in result.stderr, result.stderr
 
 
+@pytest.mark.slow  # subprocesses
 def test_app_without_the_web_extra_says_which_extra():
     result = run_without({"gradio"}, "app.py", "--help")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert result.stderr.count("\n") == 1 and "pip install -e '.[web]'" in result.stderr, result.stderr
 
 
+@pytest.mark.slow  # subprocesses
 @pytest.mark.parametrize("sam_type, sam_model, module", [("SAM", "vit_b", "segment_anything"),
                                                          ("SAM2", "hiera_t", "sam2")])
 def test_evaluate_sam_type_without_the_baselines_extra_says_which_extra(tmp_path, sam_type, sam_model, module):

@@ -268,6 +268,7 @@ def test_a_training_step_leaves_the_global_torch_generator_as_it_found_it(tmp_pa
     assert torch.equal(torch.get_rng_state(), before)
 
 
+@pytest.mark.slow  # subprocesses
 def test_two_gloo_ranks_reduce_gradients_with_distributed_data_parallel(tmp_path):
     """Training under torchrun wraps the model in DistributedDataParallel (bucketed all-reduce overlapped with the
     backward pass) and every rank ends with the same weights."""
