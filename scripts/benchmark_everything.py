@@ -76,7 +76,8 @@ def quality(args) -> None:
     predictor = predictor_for(model, args, args.precision)
     part, whole = Layer(gra=args.part_gra), Layer(gra=1.0)
     base = EverythingSettings(points_per_side=args.points_per_side, points_per_batch=args.points_per_batch,
-                              min_area=args.min_area)
+                              min_area=args.min_area, stability_thresh=args.stability_thresh,
+                              stability_delta=args.stability_delta)
     methods = {"generator": base, "plain grid": replace(base, plain=True)}
     totals: Dict[str, Dict[str, float]] = {m: dict(parts_at_part=0, objects_at_whole=0, parts_at_whole=0,
                                                    objects_at_part=0, masks_part=0, masks_whole=0, seconds=0.0)
@@ -107,7 +108,8 @@ def quality(args) -> None:
                     {m: {k: round(v, 1) for k, v in t.items()} for m, t in totals.items()})
     n = len(ids)
     print(f"CPU: {cpu_name()}; {n} images, {n_objects} objects, {n_parts} parts; grid {args.points_per_side}x"
-          f"{args.points_per_side}, part granularity {args.part_gra}, min area {args.min_area}, precision "
+          f"{args.points_per_side}, part granularity {args.part_gra}, min area {args.min_area}, stability >= "
+          f"{args.stability_thresh} at 0.5 +/- {args.stability_delta}, precision "
           f"{predictor.precision}, flip {not args.no_flip}")
     print(f"| method | part recall @ {args.part_gra} | object recall @ 1.0 | part recall @ 1.0 | object recall @ "
           f"{args.part_gra} | masks/img @ {args.part_gra} | masks/img @ 1.0 | s/img |")
@@ -182,6 +184,9 @@ def main(argv=None) -> int:
     parser.add_argument("--points-per-side", type=int, default=16)
     parser.add_argument("--points-per-batch", type=int, default=32)
     parser.add_argument("--min-area", type=int, default=20)
+    parser.add_argument("--stability-thresh", type=float, default=EverythingSettings.stability_thresh,
+                        help="quality: the generator's stability filter (as segment_everything.py)")
+    parser.add_argument("--stability-delta", type=float, default=EverythingSettings.stability_delta)
     parser.add_argument("--precision", default="fp32", help="quality: fp32 or bf16")
     parser.add_argument("--precisions", default="fp32,bf16", help="speed: modes to time")
     parser.add_argument("--clicks", type=int, default=0, help="speed: time only this many clicks (0: all)")
