@@ -100,3 +100,32 @@ def test_predict_granularities_matches_single_predictions_and_keeps_state(tiny_m
         predictor.set_input_image(rgb_image)
         single = predictor.get_prediction(clicker, gra=gra)
         assert np.abs(probs - single).max() <= 1e-3 * effect, gra
+
+
+def test_cpu_runs_large_batches_in_chunks_with_the_same_result(tiny_model, rgb_image):
+    """Batches over CPU_IMAGES_PER_FORWARD images go through the model in chunks (larger ones are slower per image on
+    a CPU); each request keeps its own rows and granularity."""
+    from isegm.inference.clicker import Click, Clicker
+    from isegm.inference.predictors import get_predictor
+    from isegm.inference.predictors.base import CPU_IMAGES_PER_FORWARD, ModelRequest
+
+    predictor = get_predictor(tiny_model, "NoBRS", "cpu", with_flip=True,
+                              zoom_in_params=dict(skip_clicks=-1, target_size=(224, 224)))
+    predictor.set_input_image(rgb_image)
+    clicker = Clicker()
+    clicker.add_click(Click(is_positive=True, coords=(60, 80), indx=0))
+    request = predictor.prepare(clicker, gra=0.2)
+    granularities = [0.2, 0.5, 0.8]  # with the flip: 6 images
+    requests = [ModelRequest(request.image, request.clicks_lists, g, None) for g in granularities]
+    sizes = []
+    hook = tiny_model.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
+    try:
+        chunked = predictor.forward(requests)
+    finally:
+        hook.remove()
+    assert sizes == [CPU_IMAGES_PER_FORWARD] * 3 == [2, 2, 2]
+    effect = (chunked[0] - chunked[-1]).abs().max()
+    assert effect > 1e-3, "the granularity changes the logits"
+    for request, logits in zip(requests, chunked):
+        alone = predictor.forward([request])[0]
+        assert (logits - alone).abs().max() <= 1e-3 * effect, request.gra
