@@ -16,6 +16,9 @@ by -5 (unsaturated predictions, zoom-in crops), and the given or seeded LoRA.
         [--profile]     # also: time per part (products, attention, norms, GELU, conversions, ...) per precision
     python scripts/benchmark_inference.py --memory   # instead: the annotation tool's time to the first mask and
                                                      # RSS per precision (headless, a fresh process each)
+    python scripts/benchmark_inference.py --compile [--compile-mode max-autotune-no-cudagraphs]
+        # instead: the model from the ViT to the logits (batch 2 = a click with the flip, 448 px), the predictor's
+        # eager bf16 path against torch.compile (inductor, frozen weights) of a bfloat16 copy; not used by the tools
 """
 import argparse
 import contextlib
@@ -25,6 +28,7 @@ import statistics
 import sys
 import time
 import types
+import copy
 
 import numpy as np
 import torch
@@ -36,6 +40,8 @@ from isegm.inference.predictors import get_predictor
 from isegm.model import load_model_config
 from isegm.model import fused, graco as graco_module
 from isegm.model.click_maps import click_disk_maps
+from isegm.inference.precision import reduced_precision
+from isegm.signals import SLIDER
 from isegm.toy.seeded import build_seeded_model
 from isegm.utils.machine import cpu_name
 
@@ -185,6 +191,75 @@ print(marks[0] - start, min(shown[1:]), (marks[-1] - marks[0]) / (len(marks) - 1
     return tuple(float(v) for v in out.stdout.split()[-5:])
 
 
+class Trunk(torch.nn.Module):
+    """The model from the ViT to the logits (what a compiler would take; click maps and click tokens stay outside)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.backbone, self.neck, self.head = model.backbone, model.neck, model.head
+
+    def forward(self, rgb, click_tokens, gra):
+        tokens, grid = self.backbone(rgb, click_tokens, gra=gra)
+        return self.head(self.neck(tokens.transpose(1, 2).reshape(tokens.shape[0], -1, *grid)))
+
+
+def compile_comparison(model, args) -> None:
+    """Eager bf16 (the predictor's path) against torch.compile of a bfloat16 copy with the slider branch merged
+    (inductor, frozen weights, plain linear layers: inductor packs and fuses them itself): seconds per forward
+    (best of 4 interleaved rounds), compile time (first call) and the error of each against float32."""
+    import torch._inductor.config as inductor_config
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 4, 448, 448, generator=generator)
+    points = torch.full((2, 2, 3), -1.0)
+    points[:, 0] = torch.tensor([200.0, 220.0, 0.0])
+    gra = torch.full((2,), 0.5)
+    trunk = Trunk(model)
+    with torch.inference_mode():
+        rgb = (image[:, :3] - model.norm_mean) / model.norm_std
+        clicks = click_disk_maps(points, 448, 448, model.cfg.norm_radius)
+        click_tokens = model.patch_embed_coords(torch.cat((image[:, 3:], clicks), dim=1))
+        reference = trunk(rgb, click_tokens, gra).float()
+
+    def eager():
+        with reduced_precision(model, "bf16"):
+            return trunk(rgb, click_tokens, gra).float()
+
+    copied = copy.deepcopy(model)
+    copied.set_branch(SLIDER)
+    for module in copied.backbone.modules():
+        if hasattr(module, "lora_A") and hasattr(module, "merge"):
+            module.merge(adapter_names=[SLIDER])
+    copied.phrase_encoder = None
+    copied = copied.to(torch.bfloat16)
+    fused_cpu = fused.fused_cpu
+    fused.fused_cpu = lambda x: False if torch.compiler.is_compiling() else fused_cpu(x)
+    inductor_config.freezing = True
+    compiled = torch.compile(Trunk(copied), mode=args.compile_mode)
+    rgb16, tokens16 = rgb.to(torch.bfloat16), click_tokens.to(torch.bfloat16)
+    with torch.inference_mode():
+        eager()
+        start = time.perf_counter()
+        compiled(rgb16, tokens16, gra)
+        compile_s = time.perf_counter() - start
+        times = {"eager bf16": [], "compiled bf16": []}
+        for _ in range(4):
+            for name, run in (("eager bf16", eager), ("compiled bf16", lambda: compiled(rgb16, tokens16, gra).float())):
+                start = time.perf_counter()
+                out = run()
+                times[name].append(time.perf_counter() - start)
+                times[name + " out"] = out
+    print(f"{cpu_name()}; torch {torch.__version__}; compile mode {args.compile_mode or 'default'}; first call of "
+          f"the compiled model (compilation): {compile_s:.1f} s")
+    print("| variant | s/forward | ratio to eager | max abs logit difference from fp32 | logits changing sign |")
+    print("| --- | --- | --- | --- | --- |")
+    eager_s = min(times["eager bf16"])
+    for name in ("eager bf16", "compiled bf16"):
+        out = times[name + " out"]
+        flipped = 100 * ((out > 0) != (reference > 0)).float().mean().item()
+        print(f"| {name} | {min(times[name]):.3f} | {min(times[name]) / eager_s:.2f} | "
+              f"{(out - reference).abs().max().item():.2f} | {flipped:.3f}% |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lora", default=os.environ.get("GRACO_BENCH_LORA"),
@@ -198,6 +273,9 @@ def main():
     parser.add_argument("--memory", action="store_true",
                         help="instead of timing, measure the annotation tool's RSS per precision (headless, one "
                              "process each)")
+    parser.add_argument("--compile", action="store_true",
+                        help="instead of timing clicks, compare the eager bf16 model with torch.compile (CPU)")
+    parser.add_argument("--compile-mode", default=None, help="torch.compile mode for --compile (default: default)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -217,6 +295,9 @@ def main():
         return
 
     model = build_model(args)
+    if args.compile:
+        compile_comparison(model, args)
+        return
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     image[150:350, 200:450] = (180, 60, 40)
     zoom = {"skip_clicks": -1, "target_size": (448, 448)}
