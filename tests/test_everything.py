@@ -13,6 +13,8 @@ from isegm.generation.everything import (EverythingGenerator, EverythingSettings
                                          mask_nms, remove_small_regions, second_pass_grid, second_pass_points,
                                          stability_score)
 from isegm.inference.predictors import get_predictor
+from isegm.inference.predictors import base as predictor_base
+from isegm.inference.predictors.base import CPU_IMAGES_PER_FORWARD
 
 PART, WHOLE = Layer(gra=0.3), Layer(gra=1.0)
 
@@ -109,7 +111,8 @@ def test_known_scene_gives_parts_and_objects_at_their_granularities(scene):
         assert all(m.segmentation[int(m.click[0]), int(m.click[1])] for m in result[layer])
         dot = max(result[layer], key=lambda m: best_iou(objects[2], [m.segmentation]))
         assert dot.pass_index == 2
-    assert max(net.batch_sizes) > 2  # many clicks per forward
+    assert max(net.batch_sizes) == CPU_IMAGES_PER_FORWARD == 2  # a CPU runs the model 2 images at a time
+    # many clicks per predictor forward
     assert generator.timings.clicks > 2 * 64 and generator.timings.forwards < generator.timings.clicks / 8
 
 
@@ -122,10 +125,13 @@ def test_plain_grid_keeps_duplicates_and_unstable_masks(scene):
     assert best_iou(objects[2], [m.segmentation for m in result]) < 0.5  # no first-grid click on the dot
 
 
+@pytest.mark.parametrize("images_per_forward", [2, 64], ids=["cpu-chunks", "whole-batches"])
 @pytest.mark.parametrize("skip_clicks", [-1, 0])
-def test_batched_equals_one_click_at_a_time(scene, skip_clicks):
+def test_batched_equals_one_click_at_a_time(scene, skip_clicks, images_per_forward, monkeypatch):
     """The batched path gives the masks of BasePredictor.get_prediction click by click (with skip_clicks=0 the
-    small objects go through zoom-in's recalculation on a crop)."""
+    small objects go through zoom-in's recalculation on a crop), in the CPU's chunks of 2 images and in whole
+    batches (as on a GPU)."""
+    monkeypatch.setattr(predictor_base, "CPU_IMAGES_PER_FORWARD", images_per_forward)
     image = scene[0]
     settings = EverythingSettings(points_per_side=4, min_area=20)
     runs = []
@@ -134,7 +140,8 @@ def test_batched_equals_one_click_at_a_time(scene, skip_clicks):
         generator = EverythingGenerator(rule_predictor(skip_clicks, net, size=192), settings, batched=batched)
         runs.append((generator.generate(image, [PART, WHOLE]), net))
     (batched, net), (single, single_net) = runs
-    assert max(net.batch_sizes) > 2 and max(single_net.batch_sizes) == 2
+    assert max(net.batch_sizes) == min(images_per_forward, 2 * settings.points_per_batch)
+    assert max(single_net.batch_sizes) == 2
     # skip_clicks=-1: the whole image at the crop size; 0: the image as it is, then crops of the small objects
     assert set(net.input_sizes) == ({(192, 192)} if skip_clicks == -1 else {(160, 160), (192, 192)})
     for layer in (PART, WHOLE):
