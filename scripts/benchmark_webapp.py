@@ -3,7 +3,9 @@ against the bare predictor, in one run, on the same model and photo; then 2 and 
 (requests per second and the slowest click).
 
 The app runs in this process on a free localhost port, as ``python app.py`` builds it (queue concurrency 1 on the
-CPU). Each ``/add_click`` request returns the rendered picture, which the client downloads, as the page does.
+CPU). Each ``/add_click`` request returns the rendered picture, which the client downloads over one kept-alive
+connection per session, as the page does (gradio_client's own download opens a new HTTPS-capable client per file,
+about 25 ms of client work that a browser does not do).
 
     python scripts/benchmark_webapp.py [--config graco_vit_base448] [--lora PATH] [--clicks 4] [--sessions 2 4]
 """
@@ -11,7 +13,6 @@ import argparse
 import logging
 import os
 import statistics
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,7 @@ def main():
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
+    import httpx
     from gradio_client import Client, handle_file
 
     clicks = CLICKS[:args.clicks]
@@ -59,17 +61,23 @@ def main():
     app.queue(default_concurrency_limit=1)
     app.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
     url = app.local_url
-    downloads = tempfile.mkdtemp(prefix="graco-bench-")
 
     def new_client():
-        client = Client(url, verbose=False, download_files=downloads)
+        client = Client(url, verbose=False, download_files=False)
         client.predict(handle_file(photo_path), api_name="/open_image")
+        client.pictures = httpx.Client()  # the page's kept-alive connection for the rendered pictures
         return client
+
+    def fetch_picture(client, picture):
+        response = client.pictures.get(picture["url"])
+        response.raise_for_status()
+        assert response.content[:2] == b"\xff\xd8", "a JPEG picture"
 
     def served_click(client, positive, x, y):
         start = time.perf_counter()
-        _, status, message = client.predict(x, y, positive, api_name="/add_click")
+        picture, status, message = client.predict(x, y, positive, api_name="/add_click")
         assert not message, message
+        fetch_picture(client, picture)
         return time.perf_counter() - start
 
     # the bare predictor runs on one worker thread, as the app's requests do (a forward on the main thread was
@@ -95,7 +103,7 @@ def main():
     fixed = []
     for _ in range(10):  # a request without a forward: the queue, HTTP and the rendered picture alone
         start = time.perf_counter()
-        client.predict(0.5, api_name="/set_opacity")
+        fetch_picture(client, client.predict(0.5, api_name="/set_opacity")[0])
         fixed.append(time.perf_counter() - start)
     bare_s, served_s = statistics.mean(bare), statistics.mean(served)
     print(f"CPU: {cpu_name()}, threads={args.threads}, model={args.config} "
