@@ -66,7 +66,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--phrase", default=None, help="a part name (e.g. head): one more layer")
     parser.add_argument("--output", default="everything_output", help="output folder")
     parser.add_argument("--points-per-side", type=int, default=16, help="first-pass grid (N x N clicks)")
-    parser.add_argument("--points-per-batch", type=int, default=32, help="clicks per model forward (a CPU runs them 2 images at a time)")
+    parser.add_argument("--points-per-batch", type=int, default=32,
+                        help="clicks per model forward (a CPU runs them 2 images at a time)")
     parser.add_argument("--min-area", type=int, default=100, help="fragments and holes below this many pixels "
                         "are removed; smaller masks are dropped")
     parser.add_argument("--stability-thresh", type=float, default=EverythingSettings.stability_thresh,

@@ -80,9 +80,9 @@ class EverythingSettings:
 
     ``points_per_side``: first-pass grid; ``points_per_batch``: click sessions per model forward (each is two
     images with the flip; a CPU predictor runs the model 2 images at a time, see
-    :data:`isegm.inference.predictors.base.CPU_IMAGES_PER_FORWARD`); ``stability_delta``/``stability_thresh``: the stability filter; ``nms_iou_thresh``: mask
-    IoU above which the lower-scored mask is a duplicate; ``min_area``: fragments and holes below it are removed
-    (pixels); ``second_pass_factor``: the second pass's grid is this many times denser (0: no second pass);
+    :data:`isegm.inference.predictors.base.CPU_IMAGES_PER_FORWARD`); ``stability_delta``/``stability_thresh``: the
+    stability filter; ``nms_iou_thresh``: mask IoU above which the lower-scored mask is a duplicate; ``min_area``:
+    fragments and holes below it are removed (pixels); ``second_pass_factor``: the second pass's grid is this many times denser (0: no second pass);
     ``margin``: second-pass clicks lie at least this many pixels inside uncovered area; ``plain``: the baseline
     without stability, click check, NMS and second pass.
     """
