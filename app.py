@@ -3,8 +3,10 @@ finish objects and download an instance PNG, a coloured preview and a COCO JSON.
 
     python app.py --checkpoint weights/simpleclick/sbd_vit_base.pth \\
         --lora_checkpoint weights/graco/GraCo_base_lora.pth --cpu [--port 7860] [--host 0.0.0.0] [--share]
+        [--basic-auth USER:PASS]
 
-It prints the local URL. Run without arguments (as a Hugging Face Space runs it), it loads
+It prints the local URL. It listens on 127.0.0.1 unless --host says otherwise; before opening it to a network (or
+--share) set --basic-auth (or $GRACO_BASIC_AUTH_USER and $GRACO_BASIC_AUTH_PASS): the page then asks for them. Run without arguments (as a Hugging Face Space runs it), it loads
 sbd_vit_base + GraCo_base_lora from weights/ (INTERACTIVE_MODELS_PATH of config.yml), on the GPU when there is one.
 """
 import argparse
@@ -16,7 +18,8 @@ from typing import List, Optional
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the machine unless asked (--share)
 
-from isegm.cli import LOG_FORMAT, UsageError, add_model_arguments, check_model_arguments, prepare_model
+from isegm.cli import (LOG_FORMAT, UsageError, add_auth_argument, add_model_arguments, check_model_arguments,
+                       prepare_model, resolve_basic_auth, warn_if_exposed)
 
 logger = logging.getLogger("app")
 
@@ -31,6 +34,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME as on a Space)")
     parser.add_argument("--port", type=int, default=None, help="port (default 7860, or $GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also publish a temporary gradio.live link")
+    add_auth_argument(parser, "the page asks for them (a login form), API clients send them (gradio_client's auth=)")
     parser.add_argument("--concurrency", type=int, default=None,
                         help="requests served at once (default: 1 on the CPU, 2 on a GPU); the model runs one "
                              "request at a time, the others render and encode meanwhile")
@@ -46,6 +50,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--no-strip", action="store_true", help="do not compute the granularity strip")
     args = parser.parse_args(argv)
     check_model_arguments(args)
+    args.basic_auth = resolve_basic_auth(args.basic_auth)
     if args.port is not None and not 0 < args.port < 65536:
         raise UsageError("--port must be in 1..65535")
     if args.concurrency is not None and args.concurrency < 1:
@@ -99,8 +104,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (UsageError, CheckpointError, OSError, ExtraMissing) as error:
         print(f"app.py: error: {error}", file=sys.stderr)
         return 2
+    warn_if_exposed(args.host or os.environ.get("GRADIO_SERVER_NAME"), args.basic_auth, "web app", args.share)
     app.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=False,
-               allowed_paths=example_folders, max_file_size=int(args.max_file_mb * 2 ** 20))
+               allowed_paths=example_folders, max_file_size=int(args.max_file_mb * 2 ** 20), auth=args.basic_auth)
     return 0
 
 

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from isegm.cli import LOG_FORMAT, UsageError, add_model_arguments, check_model_arguments, prepare_model
+from isegm.cli import (LOG_FORMAT, UsageError, add_auth_argument, add_model_arguments, check_model_arguments,
+                       prepare_model, resolve_basic_auth, warn_if_exposed)
 
 logger = logging.getLogger("serve")
 
@@ -48,9 +49,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                              "of segment everything at this granularity in [0.1, 1] (default: no prediction)")
     parser.add_argument("--pre-annotate-points-per-side", type=int, default=16,
                         help="grid of the pre-annotation (N x N clicks)")
-    parser.add_argument("--basic-auth", default=None, metavar="USER:PASS",
-                        help="HTTP basic auth every request must carry (default: $GRACO_BASIC_AUTH_USER and "
-                             "$GRACO_BASIC_AUTH_PASS); set the same in Label Studio's model connection")
+    add_auth_argument(parser, "HTTP basic auth; set the same in Label Studio's model connection")
     parser.add_argument("--max-concurrency", type=int, default=16,
                         help="connections and requests served at once; more get 503")
     parser.add_argument("--max-request-mb", type=float, default=8, help="largest request body, in MiB")
@@ -63,8 +62,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         raise UsageError(f"--pre-annotate-granularity {gra:g}: must be in [0.1, 1]")
     if args.pre_annotate_points_per_side < 1:
         raise UsageError("--pre-annotate-points-per-side must be at least 1")
-    if args.basic_auth is None:
-        args.basic_auth = _env_basic_auth()
+    args.basic_auth = resolve_basic_auth(args.basic_auth)
     if not 0 <= args.port < 65536:
         raise UsageError("--port must be in 0..65535")
     if args.max_sessions < 1 or args.max_image_pixels < 1 or args.max_image_mb <= 0 or \
@@ -73,22 +71,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                          "positive")
     if args.max_concurrency < 1 or args.max_request_mb <= 0 or args.client_timeout <= 0:
         raise UsageError("--max-concurrency, --max-request-mb and --client-timeout must be positive")
-    if args.basic_auth is not None:
-        user, _, password = args.basic_auth.partition(":")
-        if not user or not password:
-            raise UsageError("--basic-auth must be USER:PASS, both non-empty")
-        args.basic_auth = (user, password)
     return args
-
-
-def _env_basic_auth() -> Optional[str]:
-    user, password = os.environ.get("GRACO_BASIC_AUTH_USER"), os.environ.get("GRACO_BASIC_AUTH_PASS")
-    if not user and not password:
-        return None
-    if not user or not password:  # never the literal password "None"
-        missing = "GRACO_BASIC_AUTH_PASS" if user else "GRACO_BASIC_AUTH_USER"
-        raise UsageError(f"basic auth from the environment needs both variables: {missing} is not set")
-    return f"{user}:{password}"
 
 
 def build_server(args: argparse.Namespace):
@@ -113,9 +96,7 @@ def build_server(args: argparse.Namespace):
         args.pre_annotate_granularity, EverythingSettings(points_per_side=args.pre_annotate_points_per_side))
     backend = GraCoBackend(pool, images, model_version=version, negative_label=args.negative_label,
                            pre_annotation=pre_annotation)
-    if args.basic_auth is None and args.host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("listening on %s without --basic-auth: anyone who reaches the port can use the backend",
-                       args.host)
+    warn_if_exposed(args.host, args.basic_auth, "backend")
     return BackendServer((args.host, args.port), backend, basic_auth=args.basic_auth,
                          max_concurrency=args.max_concurrency, max_request_bytes=int(args.max_request_mb * 2 ** 20),
                          body_timeout=args.client_timeout)

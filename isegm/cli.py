@@ -2,7 +2,9 @@
 they share: the one module of the package that knows argparse, imported by the top-level scripts only."""
 import argparse
 import logging
+import os
 from pathlib import Path
+from typing import Optional, Tuple
 
 from .inference.precision import TOOL_PRECISIONS
 
@@ -36,6 +38,45 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--paths-config", "--config-path", "--cfg", dest="paths_config", default="config.yml",
                         help="paths file (YAML) with INTERACTIVE_MODELS_PATH")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+AUTH_ENV = ("GRACO_BASIC_AUTH_USER", "GRACO_BASIC_AUTH_PASS")
+
+
+def add_auth_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--basic-auth USER:PASS`` (default: the two variables of :data:`AUTH_ENV`); ``what`` ends its help."""
+    parser.add_argument("--basic-auth", default=None, metavar="USER:PASS",
+                        help=f"the user name and password every request must carry (default: ${AUTH_ENV[0]} and "
+                             f"${AUTH_ENV[1]}); {what}")
+
+
+def resolve_basic_auth(value: Optional[str]) -> Optional[Tuple[str, str]]:
+    """(user, password) from ``--basic-auth`` or, without it, from the environment; None for neither."""
+    if value is None:
+        user, password = (os.environ.get(name) for name in AUTH_ENV)
+        if not user and not password:
+            return None
+        if not user or not password:  # never the literal password "None"
+            missing = AUTH_ENV[1] if user else AUTH_ENV[0]
+            raise UsageError(f"basic auth from the environment needs both variables: {missing} is not set")
+        return user, password
+    user, _, password = value.partition(":")
+    if not user or not password:
+        raise UsageError("--basic-auth must be USER:PASS, both non-empty")
+    return user, password
+
+
+def warn_if_exposed(host: Optional[str], auth: Optional[Tuple[str, str]], what: str, shared: bool = False) -> None:
+    """Log a warning when ``host`` (None: loopback) is reachable from other machines, or a public link is made,
+    without ``--basic-auth``."""
+    if auth is not None:
+        return
+    if shared:
+        logger.warning("a public share link without --basic-auth: anyone with the link can use the %s", what)
+    elif host is not None and host not in LOOPBACK_HOSTS:
+        logger.warning("listening on %s without --basic-auth: anyone who reaches the port can use the %s", host,
+                       what)
 
 
 def check_model_arguments(args: argparse.Namespace) -> None:

@@ -2,6 +2,7 @@
 Debian chromium (real mouse clicks on the image), two interleaved browser sessions, gradio_client, bad input and
 hostile requests."""
 import json
+import logging
 import os
 import time
 import urllib.error
@@ -404,6 +405,77 @@ def test_a_slow_client_does_not_block_others(running_app):
         with urllib.request.urlopen(running_app.url + "config", timeout=30) as response:
             assert response.status == 200
         assert time.monotonic() - start < 10
+
+
+AUTH = ("annotator", "s3cret:pass")
+AUTH_ENV = {"GRACO_BASIC_AUTH_USER": AUTH[0], "GRACO_BASIC_AUTH_PASS": AUTH[1]}
+
+
+@pytest.fixture(scope="module")
+def guarded_app(app_argv, tmp_path_factory):
+    """app.py with basic auth from the environment (so the password is not on the command line)."""
+    require(browser=False)
+    app = RunningApp(app_argv, tmp_path_factory.mktemp("web_app_auth") / "app.log", extra_env=AUTH_ENV)
+    yield app
+    app.close()
+
+
+def test_basic_auth_guards_the_api_and_files(guarded_app, photo_path):
+    """Without the password nothing but the login page answers: config, API, queue, uploads and files are 401;
+    gradio_client needs the right user and password; the password is not logged."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AuthenticationError
+    url = guarded_app.url
+    for path, data in (("config", None), ("gradio_api/info", None), ("gradio_api/queue/join", b"{}"),
+                       ("gradio_api/upload", b"{}"), ("gradio_api/call/add_click", b'{"data": [1, 1, true]}'),
+                       ("gradio_api/file=/etc/passwd", None), (f"gradio_api/file={photo_path}", None)):
+        request = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 401, path
+    for auth in (None, (AUTH[0], "wrong"), ("someone", AUTH[1])):
+        with pytest.raises((AuthenticationError, ValueError)):
+            Client(url, auth=auth, verbose=False)
+    client = Client(url, auth=AUTH, verbose=False, download_files=False)
+    client.predict(handle_file(photo_path), api_name="/open_image")
+    picture, status, message = client.predict(*PHOTO_CLICK, True, api_name="/add_click")
+    assert not message and "1 clicks" in status and picture["url"]
+    assert AUTH[1] not in guarded_app.log()
+
+
+def test_basic_auth_page_asks_for_the_password(guarded_app, browser):
+    """The page shows Gradio's login form; after logging in the image canvas is there."""
+    page = browser.new_page()
+    try:
+        page.goto(guarded_app.url)
+        page.get_by_label("username").fill(AUTH[0])
+        page.get_by_label("password").fill(AUTH[1])
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_selector("#graco-canvas", timeout=60_000)
+    finally:
+        page.close()
+
+
+def test_exposed_app_without_auth_is_warned_about(monkeypatch, caplog):
+    import app
+    from isegm.cli import warn_if_exposed
+    for name in AUTH_ENV:
+        monkeypatch.delenv(name, raising=False)
+    args = app.parse_args(["--checkpoint", "x.pth", "--cpu", "--host", "0.0.0.0"])
+    assert args.basic_auth is None
+    with caplog.at_level(logging.WARNING):
+        warn_if_exposed(None, None, "web app")
+        warn_if_exposed("127.0.0.1", None, "web app")
+        warn_if_exposed("0.0.0.0", AUTH, "web app")
+        assert not caplog.records
+        warn_if_exposed("0.0.0.0", None, "web app")
+        warn_if_exposed(None, None, "web app", shared=True)
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "listening on 0.0.0.0 without --basic-auth", "a public share link without --basic-auth"]
+    monkeypatch.setenv("GRACO_BASIC_AUTH_USER", AUTH[0])
+    monkeypatch.setenv("GRACO_BASIC_AUTH_PASS", AUTH[1])
+    assert app.parse_args(["--checkpoint", "x.pth", "--cpu"]).basic_auth == AUTH
+    assert app.parse_args(["--checkpoint", "x.pth", "--cpu", "--basic-auth", "a:b:c"]).basic_auth == ("a", "b:c")
 
 
 def test_app_command_line_errors(tmp_path, monkeypatch, capsys):

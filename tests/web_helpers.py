@@ -40,16 +40,16 @@ def free_port() -> int:
 
 
 class RunningApp:
-    """``python app.py ARGS --cpu --port N`` in a subprocess (in the log's folder, without CLIP weights); ``url``
-    once it serves, the log in ``log_path``."""
+    """``python app.py ARGS --cpu --port N`` in a subprocess (in the log's folder, without CLIP weights, with
+    ``extra_env`` added to the environment); ``url`` once it serves, the log in ``log_path``."""
 
-    def __init__(self, args: List[str], log_path: Path, timeout: float = 180.0):
+    def __init__(self, args: List[str], log_path: Path, timeout: float = 180.0, extra_env: Optional[dict] = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_path
         env = {key: value for key, value in os.environ.items() if key != "GRACO_CLIP_WEIGHTS"}
         env = {**env, **APP_ENV, "GRADIO_TEMP_DIR": str(log_path.parent / "gradio_tmp"),
-               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), **(extra_env or {})}
         self._log = open(log_path, "w")
         self.process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args, "--cpu", "--port",
                                          str(self.port)], cwd=log_path.parent, env=env, stdout=self._log,
