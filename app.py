@@ -7,7 +7,8 @@ finish objects and download an instance PNG, a coloured preview and a COCO JSON.
 
 It prints the local URL. It listens on 127.0.0.1 unless --host says otherwise; before opening it to a network (or
 --share) set --basic-auth (or $GRACO_BASIC_AUTH_USER and $GRACO_BASIC_AUTH_PASS): the page then asks for them.
-Run without arguments (as a Hugging Face Space runs it), it loads sbd_vit_base + GraCo_base_lora from weights/ (INTERACTIVE_MODELS_PATH of config.yml), on the GPU when there is one.
+Run without arguments (as a Hugging Face Space runs it), it loads sbd_vit_base + GraCo_base_lora from weights/
+(INTERACTIVE_MODELS_PATH of config.yml), on the GPU when there is one.
 """
 import argparse
 import logging
