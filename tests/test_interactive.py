@@ -35,6 +35,25 @@ def count_forwards(model):
     return calls, model.register_forward_hook(lambda *args: calls.append(1))
 
 
+def alone_and_interleaved(model, settings, photo, run, keys):
+    """``run(session, key, out, barrier=None)`` appends a session's answers to ``out``: each key once alone (its own
+    SharedModel), then all keys at once on one SharedModel, a thread each, ``run`` waiting on the shared barrier
+    before every step. Returns ({key: answers alone}, {key: answers interleaved})."""
+    alone = {key: [] for key in keys}
+    for key in keys:
+        run(SharedModel(model, "cpu", settings).session(photo), key, alone[key])
+    shared = SharedModel(model, "cpu", settings)
+    together = {key: [] for key in keys}
+    barrier = threading.Barrier(len(keys))
+    threads = [threading.Thread(target=run, args=(shared.session(photo), key, together[key], barrier))
+               for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    return alone, together
+
+
 def reference(model, photo, clicks, gra, settings=SETTINGS):
     """A bare predictor's answer for ``clicks`` added one by one, each at ``gra``."""
     predictor = settings.make_predictor(model, "cpu")
@@ -154,18 +173,7 @@ def test_two_sessions_on_one_model_interleaved_match_each_alone(model, photo):
             else:
                 out.append(session.undo())
 
-    alone = {name: [] for name in steps}
-    for name in steps:
-        run(SharedModel(model, "cpu", SETTINGS).session(photo), name, alone[name])
-    shared = SharedModel(model, "cpu", SETTINGS)
-    together = {name: [] for name in steps}
-    barrier = threading.Barrier(2)
-    threads = [threading.Thread(target=run, args=(shared.session(photo), name, together[name], barrier))
-               for name in steps]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
+    alone, together = alone_and_interleaved(model, SETTINGS, photo, run, list(steps))
     for name in steps:
         assert len(together[name]) == len(alone[name]) == len(steps[name])
         for x, y in zip(alone[name], together[name]):
@@ -192,18 +200,7 @@ def test_phrase_and_slider_sessions_interleaved_keep_their_lora_branch(photo):
             else:
                 out.append(session.add_click(100, 180, positive=False))
 
-    alone = {phrase: [] for phrase in (True, False)}
-    for phrase in alone:
-        run(SharedModel(model, "cpu", NO_FLIP).session(photo), phrase, alone[phrase])
-    shared = SharedModel(model, "cpu", NO_FLIP)
-    together = {phrase: [] for phrase in alone}
-    barrier = threading.Barrier(2)
-    threads = [threading.Thread(target=run, args=(shared.session(photo), phrase, together[phrase], barrier))
-               for phrase in alone]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
+    alone, together = alone_and_interleaved(model, NO_FLIP, photo, run, [True, False])
     for phrase in alone:
         assert len(together[phrase]) == 3
         for x, y in zip(alone[phrase], together[phrase]):
