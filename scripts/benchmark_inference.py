@@ -22,25 +22,24 @@ by -5 (unsaturated predictions, zoom-in crops), and the given or seeded LoRA.
 """
 import argparse
 import contextlib
+import copy
 import logging
 import os
 import statistics
 import sys
 import time
 import types
-import copy
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from isegm.inference.clicker import Click, Clicker
-from isegm.inference.precision import resolve_precision
+from isegm.inference.precision import reduced_precision, resolve_precision
 from isegm.inference.predictors import get_predictor
 from isegm.model import load_model_config
 from isegm.model import fused, graco as graco_module
 from isegm.model.click_maps import click_disk_maps
-from isegm.inference.precision import reduced_precision
 from isegm.signals import SLIDER
 from isegm.toy.seeded import build_seeded_model
 from isegm.utils.machine import cpu_name
@@ -241,20 +240,18 @@ def compile_comparison(model, args) -> None:
         start = time.perf_counter()
         compiled(rgb16, tokens16, gra)
         compile_s = time.perf_counter() - start
-        times = {"eager bf16": [], "compiled bf16": []}
+        times, outputs = {"eager bf16": [], "compiled bf16": []}, {}
         for _ in range(4):
             for name, run in (("eager bf16", eager), ("compiled bf16", lambda: compiled(rgb16, tokens16, gra).float())):
                 start = time.perf_counter()
-                out = run()
+                outputs[name] = run()
                 times[name].append(time.perf_counter() - start)
-                times[name + " out"] = out
     print(f"{cpu_name()}; torch {torch.__version__}; compile mode {args.compile_mode or 'default'}; first call of "
           f"the compiled model (compilation): {compile_s:.1f} s")
     print("| variant | s/forward | ratio to eager | max abs logit difference from fp32 | logits changing sign |")
     print("| --- | --- | --- | --- | --- |")
     eager_s = min(times["eager bf16"])
-    for name in ("eager bf16", "compiled bf16"):
-        out = times[name + " out"]
+    for name, out in outputs.items():
         flipped = 100 * ((out > 0) != (reference > 0)).float().mean().item()
         print(f"| {name} | {min(times[name]):.3f} | {min(times[name]) / eager_s:.2f} | "
               f"{(out - reference).abs().max().item():.2f} | {flipped:.3f}% |")
