@@ -30,9 +30,9 @@ def photo():
 
 
 def count_forwards(model):
-    """A list that grows by one per forward of ``model`` (and the hook's handle)."""
+    """A list that grows by the batch size of every forward of ``model`` (and the hook's handle)."""
     calls = []
-    return calls, model.register_forward_hook(lambda *args: calls.append(1))
+    return calls, model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
 
 
 def alone_and_interleaved(model, settings, photo, run, keys):
@@ -110,8 +110,7 @@ def test_strip_is_one_batched_forward_equal_to_one_at_a_time(model, photo):
     session = SharedModel(model, "cpu", NO_FLIP).session(photo)
     session.add_click(160, 120)
     session.add_click(60, 200, positive=False)
-    sizes = []
-    hook = model.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
+    sizes, hook = count_forwards(model)
     try:
         maps = session.strip()
     finally:
