@@ -146,6 +146,22 @@ def label_studio_env(data_dir: Path) -> Dict[str, str]:
             "ML_BLOCK_LOCAL_IP": "false", "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false"}
 
 
+def setup_label_studio() -> Path:
+    """The python of the venv that scripts/setup_labelstudio.sh makes from locks/labelstudio.txt (.ci/run runs it
+    first; here it is a no-op then); skips, or fails under GRACO_REQUIRE_TEST_ASSETS, when it cannot be built."""
+    import subprocess
+    from helpers import ROOT, skip_unless_required
+    try:
+        done = subprocess.run(["bash", str(ROOT / "scripts" / "setup_labelstudio.sh")], capture_output=True,
+                              text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        skip_unless_required("Label Studio cannot be installed: scripts/setup_labelstudio.sh ran over 15 minutes")
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        skip_unless_required(f"Label Studio cannot be installed (scripts/setup_labelstudio.sh failed: {reason})")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
 def label_studio_command(python: Path, data_dir: Path, port: int, user: str, password: str, token: str):
     """``label-studio start`` with a user and a legacy API token made by its own command line."""
     return [str(python.parent / "label-studio"), "start", "--data-dir", str(data_dir), "--username", user,

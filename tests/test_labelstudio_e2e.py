@@ -13,7 +13,7 @@ from isegm.labelstudio.labeling_config import API_CONFIG, EXAMPLE_CONFIG
 
 from helpers import ROOT, skip_unless_required, write_tiny_checkpoints
 from labelstudio_helpers import (decode_brush, free_port, get, granularity, keypoint, label_studio_command,
-                                 label_studio_env, post, upload_image, wait_for)
+                                 label_studio_env, post, setup_label_studio, upload_image, wait_for)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -33,16 +33,7 @@ def _basic():
 
 @pytest.fixture(scope="module")
 def label_studio_python() -> Path:
-    """The venv made by scripts/setup_labelstudio.sh (which .ci/run runs first; here it is a no-op then)."""
-    try:
-        done = subprocess.run(["bash", str(ROOT / "scripts" / "setup_labelstudio.sh")], capture_output=True,
-                              text=True, timeout=900)
-    except subprocess.TimeoutExpired:
-        skip_unless_required("Label Studio cannot be installed: scripts/setup_labelstudio.sh ran over 15 minutes")
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        skip_unless_required(f"Label Studio cannot be installed (scripts/setup_labelstudio.sh failed: {reason})")
-    return Path(done.stdout.strip().splitlines()[-1])
+    return setup_label_studio()
 
 
 @pytest.fixture(scope="module")

@@ -120,8 +120,8 @@ NUMPY1_PYTHON = Path(os.environ.get("GRACO_NUMPY1_PYTHON", ROOT / ".venv-numpy1"
 
 def test_numpy_1_unpickles_written_proposals(tmp_path):
     if not NUMPY1_PYTHON.exists():
-        skip_unless_required(f"no {NUMPY1_PYTHON} (.ci/run creates it: python3 -m venv .venv-numpy1 && "
-                             f".venv-numpy1/bin/pip install 'numpy<1.26')")
+        skip_unless_required(f"no {NUMPY1_PYTHON} (bash scripts/setup_numpy1.sh creates it from locks/numpy1.txt; "
+                             f".ci/run runs it)")
     path = tmp_path / "ours.pkl"
     write_proposals(path, {"a": {"mask": np.stack([box(slice(0, 9), slice(0, 9))]), "gra": np.array([0.3])}})
     script = ("import pickle, sys, numpy as np; d = pickle.load(open(sys.argv[1], 'rb'))['a']; "
