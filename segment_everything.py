@@ -1,9 +1,10 @@
 """Segment everything at a chosen granularity: whole-image masks for pre-annotation.
 
-A grid of single positive clicks, each predicted at the granularity (or part name) asked for; stable masks that
-contain their click are kept, duplicates removed by mask-IoU NMS, fragments and holes below --min-area removed, and
-a denser second pass fills what the first left uncovered (isegm/generation/everything.py). Several granularities
-share the grid and give one layer each.
+Grids of single positive clicks, coarse to fine, each predicted at the granularity (or part name) asked for; a
+finer click is skipped where an earlier answer already reaches. Answers are read on the model's own scale (soft and
+confident models alike); stable, confident masks that contain their click are kept (--recenter: asked again at
+their most interior pixel), fragments and holes below --min-area removed, duplicates and near-contained masks dropped
+(isegm/generation/everything.py). Several granularities share the grids and give one layer each.
 
     python segment_everything.py --checkpoint weights/simpleclick/sbd_vit_base.pth \\
         --lora_checkpoint weights/graco/GraCo_base_lora.pth --cpu --images photos/ --gra 0.3,1.0 --output masks/
@@ -40,7 +41,7 @@ from isegm.model.checkpoint import CheckpointError
 
 logger = logging.getLogger("segment_everything")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-FORMAT = 1
+FORMAT = 2
 
 
 class UsageError(ValueError):
@@ -65,29 +66,37 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "(default: 1.0, or none with --phrase)")
     parser.add_argument("--phrase", default=None, help="a part name (e.g. head): one more layer")
     parser.add_argument("--output", default="everything_output", help="output folder")
-    parser.add_argument("--points-per-side", type=int, default=16, help="first-pass grid (N x N clicks)")
+    parser.add_argument("--points-per-side", type=int, default=16, help="the finest grid (N x N clicks)")
+    parser.add_argument("--levels", type=int, default=EverythingSettings.levels,
+                        help="grids coarse to fine, each twice as dense, the finest --points-per-side (1: that grid "
+                             "alone)")
     parser.add_argument("--points-per-batch", type=int, default=32,
                         help="clicks per model forward (a CPU runs them 2 images at a time)")
-    parser.add_argument("--min-area", type=int, default=100, help="fragments and holes below this many pixels "
-                        "are removed; smaller masks are dropped")
+    parser.add_argument("--min-area", type=float, default=EverythingSettings.min_area,
+                        help="fragments and holes below this share of the image are removed; smaller masks are "
+                             "dropped")
     parser.add_argument("--stability-thresh", type=float, default=EverythingSettings.stability_thresh,
-                        help="least IoU of the masks at 0.5 +/- --stability-delta")
+                        help="least IoU of the masks at logit 0 +/- --stability-delta x the model's logit scale")
     parser.add_argument("--stability-delta", type=float, default=EverythingSettings.stability_delta)
+    parser.add_argument("--min-confidence", type=float, default=EverythingSettings.min_confidence,
+                        help="least peak logit of an answer, as a share of the model's logit scale on the image")
     parser.add_argument("--nms-iou", type=float, default=EverythingSettings.nms_iou_thresh,
                         help="mask IoU above which the lower-scored mask is a duplicate")
-    parser.add_argument("--second-pass-factor", type=int, default=EverythingSettings.second_pass_factor,
-                        help="the second pass's grid is this many times denser (0: no second pass)")
+    parser.add_argument("--recenter", action="store_true",
+                        help="ask each kept answer again with a click at its most interior pixel")
     parser.add_argument("--limit-longest-size", type=int, default=800,
                         help="images whose longer side exceeds this are resized to it for the model")
     parser.add_argument("--target-size", type=int, default=448, help="model input (zoom-in crop) size")
-    parser.add_argument("--no-flip", action="store_true", help="skip the test-time flip (twice as fast)")
+    parser.add_argument("--flip", action="store_true",
+                        help="test-time flip (twice the time; no better recall on the quick start's model)")
     args = parser.parse_args(argv)
     args.layers = parse_layers(args.gra, args.phrase)
     try:
-        args.settings = EverythingSettings(points_per_side=args.points_per_side, points_per_batch=args.points_per_batch,
-                                           min_area=args.min_area, stability_thresh=args.stability_thresh,
-                                           stability_delta=args.stability_delta, nms_iou_thresh=args.nms_iou,
-                                           second_pass_factor=args.second_pass_factor)
+        args.settings = EverythingSettings(points_per_side=args.points_per_side, levels=args.levels,
+                                           points_per_batch=args.points_per_batch, min_area=args.min_area,
+                                           stability_thresh=args.stability_thresh,
+                                           stability_delta=args.stability_delta, min_confidence=args.min_confidence,
+                                           nms_iou_thresh=args.nms_iou, recenter=args.recenter)
     except ValueError as error:
         raise UsageError(str(error)) from None
     if args.limit_longest_size < 16 or args.target_size < 16 or args.target_size % 16:
@@ -139,7 +148,7 @@ def run_identity(args) -> dict:
     return {"format": FORMAT, "checkpoint": identity(args.checkpoint), "lora_checkpoint": identity(args.lora_checkpoint),
             "layers": [layer.name for layer in args.layers], "settings": settings,
             "predictor": {"limit_longest_size": args.limit_longest_size, "target_size": args.target_size,
-                          "flip": not args.no_flip, "precision": args.precision_used}}
+                          "flip": args.flip, "precision": args.precision_used}}
 
 
 def output_paths(output: Path, image: Path, layers: Sequence[Layer]) -> Dict[str, Path]:
@@ -176,8 +185,9 @@ def coco_document(image_path: Path, shape, result: Dict[Layer, List[EverythingMa
                 "area": mask.area, "iscrowd": 0,
                 "bbox": [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)],
                 "score": round(mask.score, 6), "stability": round(mask.stability, 6),
-                "mean_prob": round(mask.mean_prob, 6), "granularity": layer.gra, "phrase": layer.phrase,
-                "layer": layer.name, "instance_id": instance_id, "click": [x, y], "pass": mask.pass_index})
+                "confidence": round(mask.confidence, 6), "agreement": round(mask.agreement, 6),
+                "granularity": layer.gra, "phrase": layer.phrase, "layer": layer.name, "instance_id": instance_id,
+                "click": [x, y], "level": mask.level})
             next_id += 1
     return {"info": {"description": "segment_everything.py", "run": identity},
             "images": [{"id": 1, "file_name": image_path.name, "height": height, "width": width}],
@@ -263,9 +273,9 @@ def segment_images(args, images: List[Path], output: Path, identity: dict, devic
         except PhraseEncoderUnavailable as error:
             raise UsageError(f"--phrase needs the CLIP weights: {error}") from None
     settings = PredictorSettings(target_size=min(args.target_size, args.limit_longest_size),
-                                 max_size=args.limit_longest_size, with_flip=not args.no_flip,
+                                 max_size=args.limit_longest_size, with_flip=args.flip,
                                  precision=args.precision_used)
-    generator = EverythingGenerator(settings.make_predictor(model, device), args.settings)
+    generator = EverythingGenerator(settings.make_predictor(model, device), args.settings, flip=args.flip)
     failed, masks_total, done = 0, 0, 0
     bar = tqdm(images, unit="img", desc=f"rank {rank}" if rank else "segmenting", dynamic_ncols=True)
     for path in bar:

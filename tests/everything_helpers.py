@@ -5,8 +5,11 @@ granularity per image) and answers from the image itself: at a granularity below
 of the clicked colour, 4-connected to the click), otherwise the clicked object (the saturated pixels 8-connected to
 the click). Its logits are blurred, so masks have soft borders. One colour (orange) is "fuzzy": the answer there is
 a weak blob whose probabilities stay near 0.5 (an unstable mask). On the grey noise background a click finds only
-one large unstable region (the background, probabilities near 0.5). Everything the generator does around the network (grid, zoom-in, flip, batching, filters, NMS,
-second pass) then runs for real.
+one large unstable region (the background, probabilities near 0.5). ``logit_scale`` below 1 makes a soft network
+of the same answers (0.14: objects and parts at a peak probability of about 0.7, as the quick start's model);
+``blob_logit`` 1.5 makes the blob's answer sharp but weak (a quarter of the objects' logits).
+Everything the generator does around the network (grids, zoom-in, flip, batching, filters, re-clicks, NMS) then
+runs for real.
 """
 from typing import List, Tuple
 
@@ -64,10 +67,13 @@ class ColourRuleNet(nn.Module):
     with_prev_mask = True
     phrase_encoder = None
 
-    def __init__(self, part_below: float = 0.6, blur_sigma: float = 1.0):
+    def __init__(self, part_below: float = 0.6, blur_sigma: float = 1.0, logit_scale: float = 1.0,
+                 blob_logit: float = 0.3):
         super().__init__()
+        self.blob_logit = blob_logit
         self.part_below = part_below
         self.blur_sigma = blur_sigma
+        self.logit_scale = logit_scale
         self.calls = 0
         self.batch_sizes: List[int] = []
         self.input_sizes: List[Tuple[int, int]] = []
@@ -88,7 +94,7 @@ class ColourRuleNet(nn.Module):
         saturated = rgb.max(axis=2) - rgb.min(axis=2) > 0.3
         if np.abs(colour - np.array(FUZZY) / 255).max() < 0.15:
             blob = np.hypot(*np.mgrid[:height, :width] - np.array([y, x])[:, None, None]) < 0.12 * height
-            logits = np.where(blob, 0.3, -4.0)
+            logits = np.where(blob, self.blob_logit, -4.0)
         elif not saturated[y, x]:
             labels, _ = ndimage.label(~saturated)
             logits = np.where(labels == labels[y, x], 0.3, -4.0)
@@ -100,7 +106,7 @@ class ColourRuleNet(nn.Module):
                 labels, _ = ndimage.label(saturated, structure=np.ones((3, 3)))
             region = labels == labels[y, x] if labels[y, x] else np.zeros((height, width), bool)
             logits = np.where(region, 6.0, -6.0)
-        return cv2.GaussianBlur(logits.astype(np.float32), (0, 0), self.blur_sigma)
+        return cv2.GaussianBlur(logits.astype(np.float32) * self.logit_scale, (0, 0), self.blur_sigma)
 
 
 def best_iou(target: np.ndarray, masks: List[np.ndarray]) -> float:

@@ -9,9 +9,8 @@ import torch
 
 from everything_helpers import ColourRuleNet, best_iou, known_scene
 from helpers import write_tiny_checkpoints
-from isegm.generation.everything import (EverythingGenerator, EverythingSettings, Layer, grid_points,
-                                         mask_nms, remove_small_regions, second_pass_grid, second_pass_points,
-                                         stability_score)
+from isegm.generation.everything import (MIN_SCALE, EverythingGenerator, EverythingSettings, Layer, grid_points,
+                                         interior_point, mask_nms, model_scale, remove_small_regions, stability_score)
 from isegm.inference.predictors import get_predictor
 from isegm.inference.predictors import base as predictor_base
 from isegm.inference.predictors.base import CPU_IMAGES_PER_FORWARD
@@ -65,18 +64,40 @@ def test_mask_nms_keeps_the_best_of_each_duplicate_group():
     assert mask_nms([], [], 0.7) == []
 
 
-def test_second_pass_points_lie_in_large_uncovered_area_off_the_first_grid():
-    cells = second_pass_grid(2, 2, 40, 40)
-    dense = [p for points in cells.values() for p in points]
-    assert len(dense) == 16 and not set(dense) & set(grid_points(2, 40, 40))
-    assert all(abs(d[0] - c[0]) <= 10 and abs(d[1] - c[1]) <= 10 for c, points in cells.items() for d in points)
-    covered = np.zeros((40, 40), bool)
-    covered[:20] = True
-    covered[20:, :3] = True
-    kept = second_pass_points(covered, dense, min_area=10, margin=2)
-    assert kept and all(y >= 22 for y, _ in kept)
-    assert second_pass_points(covered, dense, min_area=40 * 20, margin=2) == []
-    assert second_pass_grid(2, 1, 40, 40) == {}
+def test_mask_nms_drops_masks_mostly_inside_a_better_one():
+    whole = np.zeros((20, 20), bool)
+    whole[:, :10] = True
+    part = np.zeros((20, 20), bool)
+    part[:8, :9] = True  # inside whole (IoU 0.36), 100% of the smaller one contained
+    other = np.zeros((20, 20), bool)
+    other[:8, 5:15] = True  # half of it inside whole
+    assert mask_nms([whole, part, other], [0.9, 0.8, 0.7], 0.7) == [0, 1, 2]
+    assert mask_nms([whole, part, other], [0.9, 0.8, 0.7], 0.7, containment_thresh=0.8) == [0, 2]
+    assert mask_nms([whole, part, other], [0.5, 0.8, 0.7], 0.7, containment_thresh=0.8) == [1, 2]
+
+
+def test_grids_go_coarse_to_fine():
+    assert EverythingSettings(points_per_side=16).grid_sides() == [4, 8, 16]
+    assert EverythingSettings(points_per_side=16, levels=1).grid_sides() == [16]
+    assert EverythingSettings(points_per_side=2, levels=3).grid_sides() == [1, 2]
+    assert EverythingSettings(points_per_side=16, plain=True).grid_sides() == [16]
+    assert EverythingSettings(min_area=0.001).min_pixels(375, 500) == 188
+    with pytest.raises(ValueError, match="share of the image"):
+        EverythingSettings(min_area=100)
+
+
+def test_interior_point_is_farthest_from_the_edge():
+    mask = np.zeros((30, 40), bool)
+    mask[5:25, 2:12] = True   # 20 x 10: its centre is 5 px from the edge
+    mask[:, 32:] = True       # 30 x 8 at the image border, which counts as an edge: 4 px deep at most
+    (y, x), depth = interior_point(mask)
+    assert 9 <= y <= 20 and x in (6, 7) and depth == pytest.approx(5, abs=0.5)
+
+
+def test_model_scale_is_a_high_percentile_of_the_peaks():
+    assert model_scale([0.3] * 8 + [6.0, 6.0]) == pytest.approx(6.0)
+    assert model_scale([0.04] * 8 + [0.84, 0.84]) == pytest.approx(0.84)
+    assert model_scale([-3.0, 0.1]) == model_scale([]) == MIN_SCALE
 
 
 def test_layers_check_their_signal():
@@ -95,57 +116,99 @@ def scene():
     return known_scene()
 
 
-def test_known_scene_gives_parts_and_objects_at_their_granularities(scene):
-    """One run, two layers sharing the grid: the parts at 0.3 and the objects at 1.0, each once; the unstable
-    blob and the background never; the dot between the first grid's points from the second pass."""
+SOFT = 0.14  # the stand-in's logits scaled down: peak probabilities of about 0.7, as the quick start's model
+
+
+@pytest.mark.parametrize("logit_scale", [1.0, SOFT], ids=["confident", "soft"])
+def test_known_scene_gives_parts_and_objects_at_their_granularities(scene, logit_scale):
+    """One run, two layers sharing the grids, the same defaults for a confident and a soft network: the parts at
+    0.3 and the objects at 1.0, each once; the unstable blob and the background never; the dot between the
+    coarser grids' points from the finest grid; far fewer clicks than the grids hold."""
     image, objects, parts = scene
-    net = ColourRuleNet()
-    generator = EverythingGenerator(rule_predictor(net=net), EverythingSettings(points_per_side=8, min_area=20))
+    net = ColourRuleNet(logit_scale=logit_scale)
+    generator = EverythingGenerator(rule_predictor(net=net), EverythingSettings(points_per_side=16, min_area=0.0008))
     result = generator.generate(image, [PART, WHOLE])
     for layer, truth in ((PART, parts), (WHOLE, objects)):
         masks = [m.segmentation for m in result[layer]]
         assert len(masks) == len(truth), layer
-        assert min(best_iou(t, masks) for t in truth) >= 0.8, layer
+        assert min(best_iou(t, masks) for t in truth) >= 0.9, layer
         scores = [m.score for m in result[layer]]
         assert scores == sorted(scores, reverse=True)
         assert all(m.segmentation[int(m.click[0]), int(m.click[1])] for m in result[layer])
         dot = max(result[layer], key=lambda m: best_iou(objects[2], [m.segmentation]))
-        assert dot.pass_index == 2
+        assert dot.level == 3
     assert max(net.batch_sizes) == CPU_IMAGES_PER_FORWARD == 2  # a CPU runs the model 2 images at a time
-    # many clicks per predictor forward
-    assert generator.timings.clicks > 2 * 64 and generator.timings.forwards < generator.timings.clicks / 8
+    grid_clicks = 2 * (4 * 4 + 8 * 8 + 16 * 16)
+    assert generator.timings.clicks < grid_clicks / 4 and generator.timings.skipped > grid_clicks / 2
+    assert generator.timings.images == generator.timings.clicks  # no flip, no crop recalculation (skip_clicks=-1)
+    assert generator.timings.forwards < generator.timings.clicks / 8  # many clicks per predictor forward
+
+
+def test_an_answer_far_weaker_than_the_models_scale_is_not_kept(scene):
+    """The blob answered sharply but at a quarter of the objects' logits: stable, yet below --min-confidence."""
+    image, objects, _ = scene
+    for logit_scale in (1.0, SOFT):
+        counts = []
+        for min_confidence in (EverythingSettings.min_confidence, 0.0):
+            net = ColourRuleNet(logit_scale=logit_scale, blob_logit=1.5)
+            settings = EverythingSettings(points_per_side=16, min_area=0.0008, min_confidence=min_confidence)
+            counts.append(len(EverythingGenerator(rule_predictor(net=net), settings).generate(image, [WHOLE])[WHOLE]))
+        assert counts[0] == len(objects) < counts[1], (logit_scale, counts)  # the blob's disks kept without it
+
+
+def test_re_clicks_at_the_interior_and_scores_their_agreement(scene):
+    """Grid clicks near an object's edge are asked again at its interior; the kept mask carries the re-click and
+    the agreement of the two answers; a soft network gives the same masks and scores."""
+    image = scene[0]
+    runs = []
+    for logit_scale in (1.0, SOFT):
+        settings = EverythingSettings(points_per_side=16, min_area=0.0008, recenter=True)
+        runs.append(EverythingGenerator(rule_predictor(net=ColourRuleNet(logit_scale=logit_scale)), settings)
+                    .generate(image, [WHOLE])[WHOLE])
+    confident, soft = runs
+    assert any(m.click not in grid_points(4, 160, 160) + grid_points(8, 160, 160) + grid_points(16, 160, 160)
+               for m in confident), "at least one mask comes from a re-click"
+    assert all(0.9 <= m.agreement <= 1 for m in confident)
+    assert [m.click for m in confident] == [m.click for m in soft]
+    assert all(np.array_equal(a.segmentation, b.segmentation) for a, b in zip(confident, soft))
+    without = EverythingGenerator(rule_predictor(), EverythingSettings(points_per_side=16, min_area=0.0008)
+                                  ).generate(image, [WHOLE])[WHOLE]  # the default: no re-click
+    assert all(m.agreement == 1 for m in without)
 
 
 def test_plain_grid_keeps_duplicates_and_unstable_masks(scene):
     image, objects, parts = scene
-    settings = EverythingSettings(points_per_side=8, min_area=20, plain=True)
+    settings = EverythingSettings(points_per_side=8, min_area=0.0008, plain=True)
     result = EverythingGenerator(rule_predictor(), settings).generate(image, [WHOLE])[WHOLE]
     assert len(result) > 2 * len(objects)
     assert any(m.stability < 0.5 for m in result)
     assert best_iou(objects[2], [m.segmentation for m in result]) < 0.5  # no first-grid click on the dot
 
 
+@pytest.mark.parametrize("flip", [False, True], ids=["no-flip", "flip"])
 @pytest.mark.parametrize("images_per_forward", [2, 64], ids=["cpu-chunks", "whole-batches"])
 @pytest.mark.parametrize("skip_clicks", [-1, 0])
-def test_batched_equals_one_click_at_a_time(scene, skip_clicks, images_per_forward, monkeypatch):
+def test_batched_equals_one_click_at_a_time(scene, skip_clicks, images_per_forward, flip, monkeypatch):
     """The batched path gives the masks of BasePredictor.get_prediction click by click (with skip_clicks=0 the
     small objects go through zoom-in's recalculation on a crop), in the CPU's chunks of 2 images and in whole
-    batches (as on a GPU)."""
+    batches (as on a GPU), with and without the test-time flip."""
     monkeypatch.setattr(predictor_base, "CPU_IMAGES_PER_FORWARD", images_per_forward)
     image = scene[0]
-    settings = EverythingSettings(points_per_side=4, min_area=20)
+    settings = EverythingSettings(points_per_side=4, levels=1, min_area=0.0008)  # 2 layers x 16 clicks: 1 batch
     runs = []
     for batched in (True, False):
         net = ColourRuleNet()
-        generator = EverythingGenerator(rule_predictor(skip_clicks, net, size=192), settings, batched=batched)
+        generator = EverythingGenerator(rule_predictor(skip_clicks, net, size=192), settings, batched=batched,
+                                        flip=flip)
         runs.append((generator.generate(image, [PART, WHOLE]), net))
     (batched, net), (single, single_net) = runs
-    assert max(net.batch_sizes) == min(images_per_forward, 2 * settings.points_per_batch)
-    assert max(single_net.batch_sizes) == 2
+    per_click = 2 if flip else 1
+    assert max(net.batch_sizes) == min(images_per_forward, per_click * settings.points_per_batch)
+    assert max(single_net.batch_sizes) == per_click
     # skip_clicks=-1: the whole image at the crop size; 0: the image as it is, then crops of the small objects
     assert set(net.input_sizes) == ({(192, 192)} if skip_clicks == -1 else {(160, 160), (192, 192)})
     for layer in (PART, WHOLE):
-        assert [m.click for m in batched[layer]] == [m.click for m in single[layer]]
+        assert batched[layer] and [m.click for m in batched[layer]] == [m.click for m in single[layer]]
         assert all(np.array_equal(a.segmentation, b.segmentation) for a, b in zip(batched[layer], single[layer]))
 
 
@@ -169,7 +232,7 @@ def test_phrase_layer_goes_through_the_phrase_branch(tiny_model, rgb_image, tmp_
     settings = EverythingSettings(points_per_side=1, min_area=0, plain=True)
     head, gra = Layer(phrase="head"), Layer(gra=1.0)
     result = EverythingGenerator(predictor, settings).generate(rgb_image, [head, gra])
-    assert result[head][0].layer == head and result[head][0].mean_prob != result[gra][0].mean_prob
+    assert result[head][0].layer == head and result[head][0].confidence != result[gra][0].confidence
 
 
 # ----- the command ------------------------------------------------------------------------------------------------
@@ -281,8 +344,8 @@ def test_label_studio_pre_annotation_answers_without_clicks(scene, tmp_path):
         request = {"tasks": [{"id": 7, "data": {"image": files.url("scene.png")}}], "label_config": EXAMPLE_CONFIG}
         images = ImageSource(allowed_hosts=(files.host,))
         assert GraCoBackend(pool, images).predict(request) == {"results": []}
-        backend = GraCoBackend(pool, images, pre_annotation=PreAnnotation(0.5, EverythingSettings(points_per_side=8,
-                                                                                               min_area=20)))
+        backend = GraCoBackend(pool, images, pre_annotation=PreAnnotation(0.5, EverythingSettings(points_per_side=16,
+                                                                                               min_area=0.0008)))
         answer = backend.predict({**request, "params": {"context": None}})
     finally:
         files.close()
@@ -314,7 +377,7 @@ def test_annotation_tool_segment_all_adds_objects_to_correct(scene):
         controller.wait()
         controller.set_image(image)
         controller.set_granularity(0.3)
-        assert controller.segment_all(EverythingSettings(points_per_side=8, min_area=20))
+        assert controller.segment_all(EverythingSettings(points_per_side=16, min_area=0.0008))
         controller.wait()
         objects = controller.objects
         assert len(objects) == len(parts) and controller.dirty

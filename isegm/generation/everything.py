@@ -1,33 +1,36 @@
-"""Segment everything at a chosen granularity: whole-image masks from a grid of single positive clicks.
+"""Segment everything at a chosen granularity: whole-image masks from grids of single positive clicks.
 
 For one image and one or more *layers* (a granularity such as 0.3, or a part name such as ``"head"``):
 
-1. **grid**: ``points_per_side`` x ``points_per_side`` clicks at the centres of a regular grid (shared by all
-   layers);
-2. **prediction**: every click is one positive click of a fresh session of the given predictor (the same
-   predictor as everywhere else: zoom-in with the whole image first and a crop around a small object, test-time
-   flip, precision), at the layer's granularity or phrase. Clicks go through the model together, up to
-   ``points_per_batch`` sessions per forward (the first, whole-image forwards of many clicks, then the crop
-   forwards of the clicks whose object is small), each session with its own zoom-in state;
-3. **filters** (per click): the mask (probability > 0.5) must contain its own click and be *stable*: the IoU of
-   the masks at 0.5 + ``stability_delta`` and 0.5 - ``stability_delta`` must reach ``stability_thresh``; then
-   fragments and holes smaller than ``min_area`` pixels are removed (the mask must still contain the click and
-   keep ``min_area`` pixels);
-4. **NMS**: masks are ordered by score = stability x mean probability inside the mask, and a mask whose mask IoU
-   with a better one exceeds ``nms_iou_thresh`` is dropped;
-5. **second pass**: where the kept masks of a layer leave uncovered area, clicks of a grid
-   ``second_pass_factor`` times denser are predicted the same way: those not on the first grid, at least
-   ``margin`` pixels inside an uncovered region of at least ``min_area`` pixels, and *unexplained*: outside the
-   raw mask (probability > 0.5, kept or rejected) of their nearest first-grid click. A click inside that mask
-   would most likely ask the same question again (a large unstable background answer, for example); one
-   outside it lies on something the first grid did not click. First- and second-pass masks then go through one
-   NMS together.
+1. **coarse to fine**: clicks at the cell centres of grids ``levels`` deep, each twice as dense as the one before,
+   the finest ``points_per_side`` x ``points_per_side`` (16: grids of 4, 8 and 16 per side). A click of a finer
+   grid is skipped where the layer's earlier answers already reach: inside the raw mask of any earlier click
+   (kept or not), since it would ask the same question again. Each click is one positive click of a fresh
+   session of the given predictor (zoom-in, precision; the test-time flip is off here, see
+   :class:`EverythingGenerator`), up to ``points_per_batch`` sessions per model forward;
+2. **the model's own scale**: a map is read as logits, relative to the model's scale on this image and layer (the
+   90th percentile of the coarsest grid's peak logits, :func:`model_scale`), so that a soft model (peak
+   probabilities of 0.6-0.75) and a confident one give masks alike. The mask is ``probs > pred_thresh``; it must
+   contain its click, its peak logit must reach ``min_confidence`` x the scale, and it must be *stable*: the IoU
+   of the masks at logit +/- ``stability_delta`` x the scale must reach ``stability_thresh``. A mask that reaches
+   an inner edge of its zoom-in crop was cut there and is dropped; fragments and holes below ``min_area`` (a share
+   of the image) are removed;
+3. **re-click at the interior** (``recenter``, off by default: on the quick start's model it gave the same recalls
+   with a fifth fewer masks and a tenth more model work): a first answer that passes is asked again with one click at its most interior pixel (the peak of its
+   distance transform), unless that pixel lies in a mask already kept for the layer (dropped without a forward) or
+   the grid click was already within half that depth of it. The second answer replaces the first; their IoU is
+   the *agreement* of two clicks on one region (1 without a re-click);
+4. **score and NMS**: a mask's score is its *confidence*, the mean over the mask of its logits relative to the
+   scale (capped at 1), times its agreement. Masks are taken best score first; one is dropped when its IoU with a
+   kept mask exceeds ``nms_iou_thresh`` or when more than ``containment_thresh`` of the smaller of the two lies
+   inside the other, so that one layer is close to a partition of what it finds.
 
-``plain=True`` gives the baseline "plain grid": every non-empty first-pass mask (after the ``min_area`` clean-up),
-no stability or click filter, no NMS, no second pass.
+``plain=True`` gives the baseline "plain grid": one ``points_per_side`` grid at the absolute threshold
+``pred_thresh``, every non-empty mask kept (after the ``min_area`` clean-up): no stability or click check, no
+re-click, no NMS.
 
 ``batched=False`` predicts one click at a time with :meth:`BasePredictor.get_prediction` (the interactive path):
-the masks are the same (checked by ``scripts/benchmark_everything.py``).
+the masks are the same (checked by the tests and ``scripts/benchmark_everything.py``).
 """
 import contextlib
 import logging
@@ -47,6 +50,8 @@ from ..signals import check_granularity
 logger = logging.getLogger(__name__)
 
 MIN_GRANULARITY = 0.1  # the model's lowest trained level; a grid below it asks for nothing it learned
+MIN_SCALE = 0.5  # the least logit scale of a model (module docstring, step 2): below it, nothing is confident
+LOGIT_EPS = 1e-6  # probabilities are clipped to [eps, 1 - eps] before the logit
 
 
 @dataclass(frozen=True)
@@ -78,43 +83,65 @@ class Layer:
 class EverythingSettings:
     """Options of :class:`EverythingGenerator` (see the module docstring for what each step does).
 
-    ``points_per_side``: first-pass grid; ``points_per_batch``: click sessions per model forward (each is two
-    images with the flip; a CPU predictor runs the model 2 images at a time, see
-    :data:`isegm.inference.predictors.base.CPU_IMAGES_PER_FORWARD`); ``stability_delta``/``stability_thresh``: the
-    stability filter; ``nms_iou_thresh``: mask IoU above which the lower-scored mask is a duplicate; ``min_area``:
-    fragments and holes below it are removed (pixels); ``second_pass_factor``: the second pass's grid is this many times denser (0: no second pass);
-    ``margin``: second-pass clicks lie at least this many pixels inside uncovered area; ``plain``: the baseline
-    without stability, click check, NMS and second pass.
+    ``points_per_side``: the finest grid; ``levels``: how many grids, coarse to fine (1: the finest alone);
+    ``points_per_batch``: click sessions per model forward (a CPU predictor runs the model 2 images at a time, see
+    :data:`isegm.inference.predictors.base.CPU_IMAGES_PER_FORWARD`); ``pred_thresh``: the mask threshold as a share
+    of the map's peak; ``stability_delta``/``stability_thresh``: the stability filter (also shares of the peak);
+    ``min_area``: fragments, holes and masks below this share of the image are removed; ``recenter``: re-click at
+    the interior of each first answer; ``nms_iou_thresh`` and ``containment_thresh``: duplicates and near-contained
+    masks; ``plain``: the baseline grid without any of this.
     """
     points_per_side: int = 16
+    levels: int = 3
     points_per_batch: int = 32
     pred_thresh: float = 0.5
     stability_delta: float = 0.1
-    stability_thresh: float = 0.85
+    stability_thresh: float = 0.5
+    min_confidence: float = 0.5
+    min_area: float = 0.001
+    recenter: bool = False
     nms_iou_thresh: float = 0.7
-    min_area: int = 100
-    second_pass_factor: int = 2
-    margin: int = 2
+    containment_thresh: float = 0.8
     plain: bool = False
 
     def __post_init__(self):
-        if self.points_per_side < 1 or self.points_per_batch < 1:
-            raise ValueError("points_per_side and points_per_batch must be at least 1")
+        if self.points_per_side < 1 or self.points_per_batch < 1 or self.levels < 1:
+            raise ValueError("points_per_side, points_per_batch and levels must be at least 1")
         if not 0 < self.stability_delta < self.pred_thresh < 1:
             raise ValueError("need 0 < stability_delta < pred_thresh < 1")
-        if self.min_area < 0 or self.second_pass_factor < 0 or self.margin < 0:
-            raise ValueError("min_area, second_pass_factor and margin must be >= 0")
+        if not 0 <= self.min_area < 1:
+            raise ValueError(f"min_area is a share of the image in [0, 1), got {self.min_area}")
+        if not (0 < self.nms_iou_thresh <= 1 and 0 < self.containment_thresh <= 1):
+            raise ValueError("nms_iou_thresh and containment_thresh must be in (0, 1]")
+
+    def grid_sides(self) -> List[int]:
+        """The grids' points per side, coarse to fine (each at least 1, none twice): 16 with 3 levels -> 4, 8, 16."""
+        if self.plain:
+            return [self.points_per_side]
+        sides = [max(1, self.points_per_side >> (self.levels - 1 - level)) for level in range(self.levels)]
+        return sorted(set(sides))
+
+    @property
+    def threshold_logit(self) -> float:
+        """``pred_thresh`` as a logit (0 for 0.5)."""
+        return float(np.log(self.pred_thresh / (1 - self.pred_thresh)))
+
+    def min_pixels(self, height: int, width: int) -> int:
+        """``min_area`` in pixels of an H x W image."""
+        return int(np.ceil(self.min_area * height * width))
 
 
 @dataclass
 class EverythingMask:
-    """One kept mask: ``segmentation`` H x W bool, the ``click`` (y, x) that made it, its scores and its pass."""
+    """One kept mask: ``segmentation`` H x W bool, the ``click`` (y, x) that made it (the re-click, when there was
+    one), its scores and the grid ``level`` (1: coarsest) of its first click."""
     segmentation: np.ndarray
     layer: Layer
     click: Tuple[float, float]
     stability: float
-    mean_prob: float
-    pass_index: int = 1
+    confidence: float
+    agreement: float = 1.0
+    level: int = 1
     area: int = field(init=False)
 
     def __post_init__(self):
@@ -122,18 +149,22 @@ class EverythingMask:
 
     @property
     def score(self) -> float:
-        """The NMS order: stability x mean probability inside the mask."""
-        return self.stability * self.mean_prob
+        """The NMS order: confidence x agreement."""
+        return self.confidence * self.agreement
 
 
 @dataclass
 class EverythingTimings:
-    """Seconds in the model (forwards and inverse transforms) and in all (``total``), forwards and clicks, summed
+    """Seconds in the model (forwards and inverse transforms) and in all (``total``), model forwards (calls), images
+    through the model (batched mode: one per click, two with the flip, more where zoom-in recalculates on a crop),
+    clicks predicted and grid clicks skipped (inside an earlier answer, or a re-click inside a kept mask), summed
     over calls."""
     model: float = 0.0
     total: float = 0.0
     forwards: int = 0
+    images: int = 0
     clicks: int = 0
+    skipped: int = 0
 
 
 # ----- pure functions ------------------------------------------------------------------------------------------
@@ -146,13 +177,13 @@ def grid_points(points_per_side: int, height: int, width: int) -> List[Tuple[flo
     return [(float(y), float(x)) for y in ys for x in xs]
 
 
-def stability_score(probs: np.ndarray, thresh: float, delta: float) -> float:
-    """IoU of the masks ``probs > thresh + delta`` and ``probs > thresh - delta`` (the first lies inside the
+def stability_score(values: np.ndarray, thresh: float, delta: float) -> float:
+    """IoU of the masks ``values > thresh + delta`` and ``values > thresh - delta`` (the first lies inside the
     second, so it is their area ratio); 0 when both are empty."""
-    low = int(np.count_nonzero(probs > thresh - delta))
+    low = int(np.count_nonzero(values > thresh - delta))
     if low == 0:
         return 0.0
-    return int(np.count_nonzero(probs > thresh + delta)) / low
+    return int(np.count_nonzero(values > thresh + delta)) / low
 
 
 def remove_small_regions(mask: np.ndarray, min_area: int) -> np.ndarray:
@@ -177,66 +208,60 @@ def remove_small_regions(mask: np.ndarray, min_area: int) -> np.ndarray:
     return filled
 
 
-def mask_nms(masks: Sequence[np.ndarray], scores: Sequence[float], iou_thresh: float) -> List[int]:
-    """Indices of the masks kept by greedy non-maximum suppression on mask IoU, best score first (ties: lower
-    index first): a mask is dropped when its IoU with a kept one exceeds ``iou_thresh``."""
+def interior_point(mask: np.ndarray) -> Tuple[Tuple[int, int], float]:
+    """((y, x), distance) of the pixel of ``mask`` farthest from its edge (the image border counts as an edge);
+    the first in row-major order on ties."""
+    distance = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    index = int(np.argmax(distance))
+    return (index // mask.shape[1], index % mask.shape[1]), float(distance.flat[index])
+
+
+def mask_nms(masks: Sequence[np.ndarray], scores: Sequence[float], iou_thresh: float,
+             containment_thresh: float = 1.0) -> List[int]:
+    """Indices of the masks kept by greedy non-maximum suppression, best score first (ties: lower index first): a
+    mask is dropped when its IoU with a kept one exceeds ``iou_thresh``, or when more than ``containment_thresh`` of
+    the smaller of the two lies in the other (1: no containment rule)."""
     if not masks:
         return []
     order = sorted(range(len(masks)), key=lambda i: (-scores[i], i))
     rles = [mask_utils.encode(np.asfortranarray(masks[i].astype(np.uint8))) for i in order]
     ious = np.asarray(mask_utils.iou(rles, rles, [0] * len(rles))).reshape(len(rles), len(rles))
+    areas = np.asarray(mask_utils.area(rles), np.float64)
+    inter = ious * (areas[:, None] + areas[None, :]) / (1 + ious)  # from IoU = I / (a + b - I)
+    contained = inter / np.maximum(np.minimum(areas[:, None], areas[None, :]), 1)
     kept: List[int] = []
     for rank in range(len(order)):
-        if all(ious[rank, other] <= iou_thresh for other in kept):
+        if all(ious[rank, other] <= iou_thresh and (containment_thresh >= 1 or contained[rank, other] <= containment_thresh)
+               for other in kept):
             kept.append(rank)
     return [order[rank] for rank in kept]
-
-
-def second_pass_grid(points_per_side: int, factor: int, height: int, width: int
-                     ) -> Dict[Tuple[float, float], List[Tuple[float, float]]]:
-    """The clicks of the ``factor`` times denser grid that are not on the first grid, listed under their nearest
-    first-grid click: {first click: [dense clicks]} (empty when ``factor`` < 2)."""
-    if factor < 2:
-        return {}
-    first = grid_points(points_per_side, height, width)
-    first_ys = np.array(sorted({p[0] for p in first}))
-    first_xs = np.array(sorted({p[1] for p in first}))
-    cells: Dict[Tuple[float, float], List[Tuple[float, float]]] = {}
-    taken = set(first)
-    for y, x in grid_points(points_per_side * factor, height, width):
-        if (y, x) in taken:
-            continue
-        nearest = (float(first_ys[np.argmin(np.abs(first_ys - y))]), float(first_xs[np.argmin(np.abs(first_xs - x))]))
-        cells.setdefault(nearest, []).append((y, x))
-    return cells
-
-
-def second_pass_points(covered: np.ndarray, candidates: Sequence[Tuple[float, float]], min_area: int,
-                       margin: int) -> List[Tuple[float, float]]:
-    """The ``candidates`` (y, x) that lie at least ``margin`` pixels inside uncovered area (H x W ``covered``
-    False) whose 8-connected region has at least ``max(min_area, 1)`` pixels."""
-    uncovered = (~covered).astype(np.uint8)
-    if margin > 0:
-        distance = cv2.distanceTransform(np.pad(uncovered, 1, constant_values=1), cv2.DIST_L2, 5)[1:-1, 1:-1]
-        inside = distance >= margin
-    else:
-        inside = uncovered.astype(bool)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(uncovered, connectivity=8)
-    large = np.zeros(count, bool)
-    large[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(min_area, 1)
-    return [(y, x) for y, x in candidates if inside[int(y), int(x)] and large[labels[int(y), int(x)]]]
 
 
 # ----- the generator -------------------------------------------------------------------------------------------
 
 @dataclass
 class _Job:
-    """One click of one layer: its session (own zoom-in state), its clicker and, once predicted, its map."""
+    """One click of one layer: its session (own zoom-in state), its clicker and, once predicted, its map as logits
+    (H x W float32) and their peak."""
     layer: Layer
     click: Tuple[float, float]
     session: BasePredictor
     clicker: Clicker
-    probs: Optional[np.ndarray] = None
+    logits: Optional[np.ndarray] = None
+    peak: float = 0.0
+
+    def set_probs(self, probs: np.ndarray) -> None:
+        clipped = np.clip(probs, LOGIT_EPS, 1 - LOGIT_EPS)
+        self.logits = np.log(clipped / (1 - clipped)).astype(np.float32)
+        self.peak = float(self.logits.max())
+
+
+@dataclass
+class _Answer:
+    """A filtered answer to one click: its mask, stability and confidence."""
+    mask: np.ndarray
+    stability: float
+    confidence: float
 
 
 class EverythingGenerator:
@@ -248,16 +273,19 @@ class EverythingGenerator:
         layers = generator.generate(rgb_uint8, [Layer(gra=0.3), Layer(gra=1.0)])   # {Layer: [EverythingMask]}
 
     The predictor (for example ``SharedModel.make_predictor()`` or ``PredictorSettings().make_predictor(model,
-    device)``) is not changed: each click runs in a session spawned from it. ``lock`` (e.g.
+    device)``) is not changed: each click runs in a session spawned from it, with its zoom-in and precision but
+    without the test-time flip unless ``flip=True`` (on the quick start's model the flip changed the recalls by
+    0.01 and doubled the model's work; see README). ``lock`` (e.g.
     :attr:`isegm.interactive.SharedModel.lock`) is held around every model forward, so that interactive sessions on
     the same model can run between the forwards of a long generation.
     """
 
     def __init__(self, predictor: BasePredictor, settings: EverythingSettings = EverythingSettings(),
-                 batched: bool = True, lock: Optional[threading.Lock] = None):
+                 batched: bool = True, lock: Optional[threading.Lock] = None, flip: bool = False):
         self.predictor = predictor
         self.settings = settings
         self.batched = batched
+        self.flip = flip
         self.lock = lock if lock is not None else contextlib.nullcontext()
         self.timings = EverythingTimings()
 
@@ -270,60 +298,95 @@ class EverythingGenerator:
             raise ValueError("give at least one layer (granularity or phrase)")
         if len(set(layers)) != len(layers):
             raise ValueError("a layer is given twice")
-        template = self.predictor.spawn()
-        template.set_input_image(image)
+        template = self._template(image)
         height, width = image.shape[:2]
         settings = self.settings
-        points = grid_points(settings.points_per_side, height, width)
-        cells = {} if settings.plain else second_pass_grid(settings.points_per_side, settings.second_pass_factor,
-                                                           height, width)
-        explained: set = set()
-        first = self._candidates(template, [(layer, p) for layer in layers for p in points], 1, progress,
-                                 cells, explained)
-        result: Dict[Layer, List[EverythingMask]] = {}
-        if settings.plain:
+        reached = {layer: np.zeros((height, width), bool) for layer in layers}  # raw masks of the layer's clicks
+        clicked = {layer: set() for layer in layers}
+        peaks: Dict[Layer, List[float]] = {layer: [] for layer in layers}  # the peak logits of the layer's answers
+        kept: Dict[Layer, List[EverythingMask]] = {layer: [] for layer in layers}
+        for level, side in enumerate(settings.grid_sides(), 1):
+            jobs = []
             for layer in layers:
-                result[layer] = [m for m in first if m.layer == layer]
-            self.timings.total += time.perf_counter() - started
-            return result
-        kept = {layer: self._nms([m for m in first if m.layer == layer]) for layer in layers}
-        second_jobs = []
-        for layer in layers:
-            covered = np.zeros((height, width), bool)
-            for m in kept[layer]:
-                covered |= m.segmentation
-            unexplained = [d for dense in cells.values() for d in dense if (layer, d) not in explained]
-            second_jobs += [(layer, p) for p in second_pass_points(covered, unexplained, settings.min_area,
-                                                                   settings.margin)]
-        if second_jobs:
-            second = self._candidates(template, second_jobs, 2, progress)
-            kept = {layer: self._nms(kept[layer] + [m for m in second if m.layer == layer]) for layer in layers}
+                for point in grid_points(side, height, width):
+                    if point in clicked[layer]:
+                        continue
+                    clicked[layer].add(point)
+                    if reached[layer][int(point[0]), int(point[1])]:
+                        self.timings.skipped += 1
+                    else:
+                        jobs.append((layer, point))
+            predicted = self._predict(template, jobs, progress)
+            if level == 1:  # the first grid's answers set the model's scale: hold them (the coarsest grid)
+                predicted = list(predicted)
+                for job in predicted:
+                    peaks[job.layer].append(job.peak)
+            scales = {layer: model_scale(peaks[layer]) for layer in layers}
+            found: List[EverythingMask] = []
+            again: List[Tuple[Layer, Tuple[float, float], _Answer, int]] = []
+            for job in predicted:
+                if level > 1:
+                    peaks[job.layer].append(job.peak)
+                answer = self._answer(job, scales[job.layer])
+                reached[job.layer] |= job.logits > settings.threshold_logit
+                job.logits = None
+                if answer is None:
+                    continue
+                (y, x), depth = interior_point(answer.mask)
+                distance = float(np.hypot(y - job.click[0], x - job.click[1]))
+                if settings.plain or not settings.recenter or distance <= depth / 2:
+                    found.append(self._mask(job.layer, job.click, answer, 1.0, level))
+                elif not any(m.segmentation[y, x] for m in kept[job.layer]):
+                    again.append((job.layer, (float(y), float(x)), answer, level))
+                else:
+                    self.timings.skipped += 1
+            reclicked = self._predict(template, [(layer, click) for layer, click, _, _ in again], progress)
+            for job, (layer, _, first, level) in zip(reclicked, again):
+                answer = self._answer(job, scales[layer])
+                job.logits = None
+                if answer is not None:
+                    found.append(self._mask(layer, job.click, answer, _iou(first.mask, answer.mask), level))
+            for layer in layers:
+                mine = [m for m in found if m.layer == layer]
+                kept[layer] = kept[layer] + mine if settings.plain else self._nms(kept[layer] + mine)
         self.timings.total += time.perf_counter() - started
         return kept
 
     def candidates_at(self, image: np.ndarray, layer: Layer, points: Sequence[Tuple[float, float]]
                       ) -> List[EverythingMask]:
-        """The masks of the given (y, x) clicks that pass this generator's filters, in click order (no NMS, no
-        second pass): for timing and checking the prediction path on part of a grid."""
+        """The answers to the given (y, x) clicks that pass this generator's filters, in click order (no re-click,
+        no NMS): for timing and checking the prediction path on part of a grid."""
         started = time.perf_counter()
-        template = self.predictor.spawn()
-        template.set_input_image(image)
-        out = self._candidates(template, [(layer, p) for p in points], 1, None)
+        template = self._template(image)
+        jobs = list(self._predict(template, [(layer, p) for p in points], None))
+        scale = model_scale([job.peak for job in jobs])
+        out = []
+        for job in jobs:
+            answer = self._answer(job, scale)
+            job.logits = None
+            if answer is not None:
+                out.append(self._mask(layer, job.click, answer, 1.0, 1))
         self.timings.total += time.perf_counter() - started
         return out
 
+    def _template(self, image: np.ndarray) -> BasePredictor:
+        template = self.predictor.spawn(with_flip=self.flip)
+        template.set_input_image(image)
+        return template
+
     def _nms(self, masks: List[EverythingMask]) -> List[EverythingMask]:
-        keep = mask_nms([m.segmentation for m in masks], [m.score for m in masks], self.settings.nms_iou_thresh)
+        keep = mask_nms([m.segmentation for m in masks], [m.score for m in masks], self.settings.nms_iou_thresh,
+                        self.settings.containment_thresh)
         return [masks[i] for i in keep]
 
+    @staticmethod
+    def _mask(layer: Layer, click, answer: _Answer, agreement: float, level: int) -> EverythingMask:
+        return EverythingMask(answer.mask, layer, click, answer.stability, answer.confidence, agreement, level)
+
     # ----- prediction --------------------------------------------------------------------------------------------
-    def _candidates(self, template: BasePredictor, jobs: Sequence[Tuple[Layer, Tuple[float, float]]],
-                    pass_index: int, progress, cells: Optional[dict] = None,
-                    explained: Optional[set] = None) -> List[EverythingMask]:
-        """Predict the clicks in chunks of ``points_per_batch`` and keep each chunk's candidates only (so that the
-        probability maps of one chunk at most are held at a time). A second-pass click of ``cells`` that lies in
-        the raw mask of its nearest first-pass click goes into ``explained`` as (layer, click)."""
-        out: List[EverythingMask] = []
+    def _predict(self, template: BasePredictor, jobs: Sequence[Tuple[Layer, Tuple[float, float]]], progress):
+        """Yield the jobs of the given (layer, click) pairs with their maps, predicted in chunks of
+        ``points_per_batch`` (so that the maps of one chunk at most are held at a time)."""
         size = self.settings.points_per_batch if self.batched else 1
         for start in range(0, len(jobs), size):
             chunk = [self._job(template, layer, click) for layer, click in jobs[start:start + size]]
@@ -331,18 +394,10 @@ class EverythingGenerator:
                 self._predict_batched(chunk)
             else:
                 self._predict_single(chunk[0])
-            for job in chunk:
-                for y, x in (cells or {}).get(job.click, ()):
-                    if job.probs[int(y), int(x)] > self.settings.pred_thresh:
-                        explained.add((job.layer, (y, x)))
-                candidate = self._filter(job, pass_index)
-                if candidate is not None:
-                    out.append(candidate)
-                job.probs = None
             self.timings.clicks += len(chunk)
             if progress is not None:
                 progress(len(chunk))
-        return out
+            yield from chunk
 
     @staticmethod
     def _job(template: BasePredictor, layer: Layer, click: Tuple[float, float]) -> _Job:
@@ -356,7 +411,7 @@ class EverythingGenerator:
     def _predict_single(self, job: _Job) -> None:
         start = time.perf_counter()
         with self.lock:
-            job.probs = job.session.get_prediction(job.clicker, gra=job.layer.gra, phrase=job.layer.phrase)
+            job.set_probs(job.session.get_prediction(job.clicker, gra=job.layer.gra, phrase=job.layer.phrase))
         self.timings.model += time.perf_counter() - start
         self.timings.forwards += 1
 
@@ -386,29 +441,56 @@ class EverythingGenerator:
             with self.lock:
                 logits = self.predictor.forward([requests[i] for i in indices])
             self.timings.forwards += 1
+            self.timings.images += sum(requests[i].image.shape[0] for i in indices)
             for i, part in zip(indices, logits):
-                jobs[i].probs = jobs[i].session.finish(part)
+                jobs[i].set_probs(jobs[i].session.finish(part))
         self.timings.model += time.perf_counter() - start
 
     # ----- filters -----------------------------------------------------------------------------------------------
-    def _filter(self, job: _Job, pass_index: int) -> Optional[EverythingMask]:
-        settings, probs = self.settings, job.probs
-        mask = probs > settings.pred_thresh
+    def _answer(self, job: _Job, scale: float) -> Optional[_Answer]:
+        """The job's mask if it passes the filters (module docstring, step 2), with its stability and confidence;
+        ``scale``: the model's logit scale on this image and layer (:func:`model_scale`)."""
+        settings, logits = self.settings, job.logits
         y, x = int(job.click[0]), int(job.click[1])
-        if settings.plain:
-            stability = stability_score(probs, settings.pred_thresh, settings.stability_delta)
-        else:
-            if not mask[y, x]:
+        threshold, band = settings.threshold_logit, settings.stability_delta * scale
+        mask = logits > threshold
+        stability = stability_score(logits, threshold, band)
+        if not settings.plain:
+            if job.peak - threshold < settings.min_confidence * scale or not mask[y, x]:
                 return None
-            stability = stability_score(probs, settings.pred_thresh, settings.stability_delta)
-            if stability < settings.stability_thresh:
+            if stability < settings.stability_thresh or _cut_by_crop(mask, job.session):
                 return None
-        mask = remove_small_regions(mask, settings.min_area)
+        mask = remove_small_regions(mask, settings.min_pixels(*logits.shape))
         area = int(np.count_nonzero(mask))
-        if area == 0 or area < settings.min_area or (not settings.plain and not mask[y, x]):
+        if area == 0 or area < settings.min_pixels(*logits.shape) or (not settings.plain and not mask[y, x]):
             return None
-        mean_prob = float(probs[mask].mean())
-        return EverythingMask(mask, job.layer, job.click, float(stability), mean_prob, pass_index)
+        confidence = float(np.clip((logits[mask] - threshold) / scale, 0, 1).mean())
+        return _Answer(mask, float(stability), confidence)
+
+
+def model_scale(peaks: Sequence[float]) -> float:
+    """The model's logit scale on one image and layer: the 90th percentile of its answers' peak logits, at least
+    :data:`MIN_SCALE` (a confident model: about 6 to 10; the quick start's soft model: about 1)."""
+    if not len(peaks):
+        return MIN_SCALE
+    return max(float(np.percentile(peaks, 90)), MIN_SCALE)
+
+
+def _cut_by_crop(mask: np.ndarray, session: BasePredictor) -> bool:
+    """Whether ``mask`` reaches an edge of the zoom-in crop it was predicted on that is not an edge of the image (it
+    was cut there: the crop's answer is pasted into zeros)."""
+    roi = session.zoom_in.roi if session.zoom_in is not None else None
+    if roi is None:
+        return False
+    rmin, rmax, cmin, cmax = roi
+    height, width = mask.shape
+    return bool((rmin > 0 and mask[rmin].any()) or (rmax < height - 1 and mask[rmax].any())
+                or (cmin > 0 and mask[:, cmin].any()) or (cmax < width - 1 and mask[:, cmax].any()))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 0.0
 
 
 def make_layers(granularities: Sequence[float] = (), phrase: Optional[str] = None) -> List[Layer]:
@@ -420,5 +502,5 @@ def make_layers(granularities: Sequence[float] = (), phrase: Optional[str] = Non
 
 
 __all__ = ["EverythingGenerator", "EverythingMask", "EverythingSettings", "EverythingTimings", "Layer",
-           "grid_points", "make_layers", "mask_nms", "remove_small_regions", "second_pass_grid", "second_pass_points",
+           "grid_points", "interior_point", "make_layers", "mask_nms", "model_scale", "remove_small_regions",
            "stability_score"]

@@ -111,10 +111,12 @@ class BasePredictor:
             return self.get_prediction(clicker, gra=gra, phrase=phrase)
         return probs
 
-    def spawn(self) -> "BasePredictor":
-        """A new predictor with the same model and settings and its own (empty) session state."""
+    def spawn(self, with_flip: Optional[bool] = None) -> "BasePredictor":
+        """A new predictor with the same model and settings (the test-time flip as given, by default as here) and its
+        own (empty) session state."""
         zoom_in = None if self.zoom_in is None else ZoomIn(**self.zoom_in.params)
-        return BasePredictor(self.net, self.device, net_clicks_limit=self.net_clicks_limit, with_flip=self.with_flip,
+        with_flip = self.with_flip if with_flip is None else with_flip
+        return BasePredictor(self.net, self.device, net_clicks_limit=self.net_clicks_limit, with_flip=with_flip,
                              zoom_in=zoom_in, max_size=self.max_size, precision=self.precision)
 
     def prepare(self, clicker: Clicker, prev_mask: Optional[torch.Tensor] = None, gra: Optional[float] = None,

@@ -40,6 +40,11 @@ class ZoomIn(BaseTransform):
         self._roi_image: Optional[torch.Tensor] = None
         self.image_changed = False
 
+    @property
+    def roi(self) -> Optional[Box]:
+        """The crop (rmin, rmax, cmin, cmax, inclusive) of the last prediction; None before the first crop."""
+        return self._object_roi
+
     def get_state(self):
         roi_image = self._roi_image.cpu() if self._roi_image is not None else None
         return self._input_image_shape, self._object_roi, self._prev_probs, roi_image, self.image_changed
