@@ -104,7 +104,8 @@ def test_the_space_lock_has_the_main_locks_versions():
     for name, pins in space.items():
         assert {str(p.requirement) for p in pins} <= {str(p.requirement) for p in main[name]}, name
     assert {"torch", "torchvision", "gradio"} <= set(space)
-    assert not {"sam2", "segment-anything", "label-studio-converter", "pytest"} & set(space), "the Space needs only the web app"
+    not_needed = {"sam2", "segment-anything", "label-studio-converter", "pytest"}
+    assert not not_needed & set(space), "the Space needs only the web app"
     gradio, = space["gradio"]
     assert f"sdk_version: {gradio.version}\n" in (ROOT / "README.md").read_text(), "README's Space front matter"
 
@@ -124,8 +125,8 @@ def test_scripts_install_only_from_locks(script):
     (editable, no dependencies) and the pinned resolver that writes the locks."""
     for line in script.read_text().replace("\\\n", " ").splitlines():
         if "pip install" in line and not line.lstrip().startswith(("#", "echo ")):
-            assert ("--require-hashes" in line or "--no-deps -e" in line
-                    or script.name == "update_locks.sh" and '"uv==$UV_VERSION"' in line), f"{script.name}: {line.strip()}"
+            resolver = script.name == "update_locks.sh" and '"uv==$UV_VERSION"' in line
+            assert "--require-hashes" in line or "--no-deps -e" in line or resolver, f"{script.name}: {line.strip()}"
 
 
 @pytest.mark.slow  # installs numpy 1.x into a fresh venv (about 10 s)

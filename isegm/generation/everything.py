@@ -16,10 +16,10 @@ For one image and one or more *layers* (a granularity such as 0.3, or a part nam
    an inner edge of its zoom-in crop was cut there and is dropped; fragments and holes below ``min_area`` (a share
    of the image) are removed;
 3. **re-click at the interior** (``recenter``, off by default: on the quick start's model it gave the same recalls
-   with a fifth fewer masks and a tenth more model work): a first answer that passes is asked again with one click at its most interior pixel (the peak of its
-   distance transform), unless that pixel lies in a mask already kept for the layer (dropped without a forward) or
-   the grid click was already within half that depth of it. The second answer replaces the first; their IoU is
-   the *agreement* of two clicks on one region (1 without a re-click);
+   with a fifth fewer masks and a tenth more model work): a first answer that passes is asked again with one click
+   at its most interior pixel (the peak of its distance transform), unless that pixel lies in a mask already kept
+   for the layer (dropped without a forward) or the grid click was already within half that depth of it. The
+   second answer replaces the first; their IoU is the *agreement* of two clicks on one region (1 without one);
 4. **score and NMS**: a mask's score is its *confidence*, the mean over the mask of its logits relative to the
    scale (capped at 1), times its agreement. Masks are taken best score first; one is dropped when its IoU with a
    kept mask exceeds ``nms_iou_thresh`` or when more than ``containment_thresh`` of the smaller of the two lies
@@ -85,11 +85,11 @@ class EverythingSettings:
 
     ``points_per_side``: the finest grid; ``levels``: how many grids, coarse to fine (1: the finest alone);
     ``points_per_batch``: click sessions per model forward (a CPU predictor runs the model 2 images at a time, see
-    :data:`isegm.inference.predictors.base.CPU_IMAGES_PER_FORWARD`); ``pred_thresh``: the mask threshold as a share
-    of the map's peak; ``stability_delta``/``stability_thresh``: the stability filter (also shares of the peak);
-    ``min_area``: fragments, holes and masks below this share of the image are removed; ``recenter``: re-click at
-    the interior of each first answer; ``nms_iou_thresh`` and ``containment_thresh``: duplicates and near-contained
-    masks; ``plain``: the baseline grid without any of this.
+    :data:`isegm.inference.predictors.base.CPU_IMAGES_PER_FORWARD`); ``pred_thresh``: the mask threshold (a
+    probability); ``min_confidence``, ``stability_delta``: shares of the model's logit scale (:func:`model_scale`);
+    ``stability_thresh``: the least stability; ``min_area``: fragments, holes and masks below this share of the
+    image are removed; ``recenter``: re-click at the interior of each first answer; ``nms_iou_thresh`` and
+    ``containment_thresh``: duplicates and near-contained masks; ``plain``: the baseline grid without any of this.
     """
     points_per_side: int = 16
     levels: int = 3
@@ -231,8 +231,8 @@ def mask_nms(masks: Sequence[np.ndarray], scores: Sequence[float], iou_thresh: f
     contained = inter / np.maximum(np.minimum(areas[:, None], areas[None, :]), 1)
     kept: List[int] = []
     for rank in range(len(order)):
-        if all(ious[rank, other] <= iou_thresh and (containment_thresh >= 1 or contained[rank, other] <= containment_thresh)
-               for other in kept):
+        if all(ious[rank, other] <= iou_thresh
+               and (containment_thresh >= 1 or contained[rank, other] <= containment_thresh) for other in kept):
             kept.append(rank)
     return [order[rank] for rank in kept]
 
@@ -332,9 +332,11 @@ class EverythingGenerator:
                 job.logits = None
                 if answer is None:
                     continue
+                if settings.plain or not settings.recenter:
+                    found.append(self._mask(job.layer, job.click, answer, 1.0, level))
+                    continue
                 (y, x), depth = interior_point(answer.mask)
-                distance = float(np.hypot(y - job.click[0], x - job.click[1]))
-                if settings.plain or not settings.recenter or distance <= depth / 2:
+                if np.hypot(y - job.click[0], x - job.click[1]) <= depth / 2:
                     found.append(self._mask(job.layer, job.click, answer, 1.0, level))
                 elif not any(m.segmentation[y, x] for m in kept[job.layer]):
                     again.append((job.layer, (float(y), float(x)), answer, level))
