@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from pycocotools import mask as mask_utils
 
 from everything_helpers import ColourRuleNet, best_iou, known_scene
 from helpers import write_tiny_checkpoints
@@ -270,8 +271,13 @@ def test_cli_writes_coco_pngs_preview_and_skips_finished_images(checkpoints, tmp
             assert isinstance(annotation["segmentation"]["counts"], str)
         for layer in ("gra0.3", "gra1"):
             png = cv2.imread(str(out / f"{stem}_{layer}.png"), cv2.IMREAD_UNCHANGED)
-            count = sum(a["layer"] == layer for a in document["annotations"])
-            assert png.shape == (64, 64) and png.max() <= count
+            mine = [a for a in document["annotations"] if a["layer"] == layer]
+            assert mine and png.shape == (64, 64) and png.max() == len(mine)
+            for annotation in mine:  # the PNG holds each mask, less what a later (smaller) one covers
+                rle = annotation["segmentation"]
+                mask = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
+                drawn = png == annotation["instance_id"]
+                assert drawn.any() and not (drawn & ~mask).any() and (png[mask & ~drawn] > 0).all()
         assert cv2.imread(str(out / f"{stem}_preview.png")).shape == (64, 128, 3)
     written = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
 
