@@ -17,6 +17,7 @@ again. An unreadable image in a folder is reported and skipped (exit code 1 at t
 ``torchrun --nproc_per_node N`` rank r takes images r, r+N, ... (``--gpus 0,1,...``: rank r uses gpus[r]).
 """
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -26,6 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 import torch
+from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from any_granularity_generator import barrier, choose_device, distributed_setup
@@ -66,6 +68,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "(default: 1.0, or none with --phrase)")
     parser.add_argument("--phrase", default=None, help="a part name (e.g. head): one more layer")
     parser.add_argument("--output", default="everything_output", help="output folder")
+    parser.add_argument("--labelstudio", default=None, metavar="TASKS.json",
+                        help="also write the images as Label Studio tasks with one prediction per layer (brush "
+                             "masks), for Label Studio's import")
+    parser.add_argument("--labelstudio-image-url", default=None, metavar="PREFIX",
+                        help="with --labelstudio: each task's image is PREFIX + the file name (where Label Studio "
+                             "reads the images, e.g. http://files.example/photos/)")
+    parser.add_argument("--labelstudio-config", default=None, metavar="CONFIG.xml",
+                        help="with --labelstudio: the project's labeling config (default: the backend's example "
+                             "config, docs in README)")
     parser.add_argument("--points-per-side", type=int, default=16, help="the finest grid (N x N clicks)")
     parser.add_argument("--levels", type=int, default=EverythingSettings.levels,
                         help="grids coarse to fine, each twice as dense, the finest --points-per-side (1: that grid "
@@ -99,6 +110,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                                            nms_iou_thresh=args.nms_iou, recenter=args.recenter)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if (args.labelstudio is None) != (args.labelstudio_image_url is None):
+        raise UsageError("--labelstudio and --labelstudio-image-url go together")
+    if args.labelstudio_config is not None and args.labelstudio is None:
+        raise UsageError("--labelstudio-config needs --labelstudio")
     if args.limit_longest_size < 16 or args.target_size < 16 or args.target_size % 16:
         raise UsageError("--limit-longest-size must be at least 16 and --target-size a multiple of 16")
     return args
@@ -232,6 +247,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parse_args(argv)
         images = list_images(Path(args.images))
         check_unique_stems(images)
+        if args.labelstudio is not None:
+            args.labelstudio_parsed = labelstudio_config(args)  # before the long run
         if len(images) == 1 and Path(args.images).is_file():
             try:
                 read_rgb_image(images[0])
@@ -249,6 +266,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         len(mine) - len(pending), len(mine))
         failed = segment_images(args, pending, output, identity, device, rank) if pending else 0
         barrier(world)
+        if args.labelstudio is not None and rank == 0:
+            write_labelstudio_tasks(args, images, output, identity)
         if world > 1:
             import torch.distributed as dist
             dist.destroy_process_group()
@@ -256,6 +275,51 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"segment_everything.py: error: {error}", file=sys.stderr)
         return 2
     return 1 if failed else 0
+
+
+def labelstudio_config(args):
+    """The labeling config of ``--labelstudio-config`` (default: the backend's example); a missing [labelstudio]
+    extra or a config that cannot be read is a :class:`UsageError`."""
+    from isegm.utils.extras import ExtraMissing
+    try:
+        from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG, LabelingConfig, LabelingConfigError
+        importlib.import_module("isegm.labelstudio.results")  # the brush format's package
+    except ExtraMissing as error:
+        raise UsageError(f"--labelstudio: {error}") from None
+    try:
+        xml = EXAMPLE_CONFIG if args.labelstudio_config is None else Path(args.labelstudio_config).read_text()
+        return LabelingConfig.parse(xml)
+    except (OSError, LabelingConfigError) as error:
+        raise UsageError(f"--labelstudio-config: {error}") from None
+
+
+def write_labelstudio_tasks(args, images: Sequence[Path], output: Path, identity: dict) -> None:
+    """``args.labelstudio``: one Label Studio task per image done with these settings, one prediction per layer (its
+    masks as brush regions, the layer in the model version and in each region's meta text), read back from the
+    images' COCO JSON files, so that a resumed run writes every image."""
+    from isegm.labelstudio.results import import_task, prediction
+    config = args.labelstudio_parsed
+    tasks = []
+    for path in images:
+        paths = output_paths(output, path, args.layers)
+        if not is_done(paths, identity):
+            continue
+        document = json.loads(paths["json"].read_text())
+        predictions = []
+        for layer in args.layers:
+            masks = [(mask_utils.decode({"size": a["segmentation"]["size"],
+                                         "counts": a["segmentation"]["counts"].encode()}).astype(bool), a["score"])
+                     for a in document["annotations"] if a["layer"] == layer.name]
+            what = f"granularity {layer.gra:g}" if layer.gra is not None else f"part {layer.phrase}"
+            predictions.append(prediction(config, masks, f"GraCo segment everything, {what}", note=what))
+        tasks.append(import_task(config, args.labelstudio_image_url + path.name, predictions))
+    target = Path(args.labelstudio)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(tasks))
+    tmp.replace(target)
+    logger.info("%s: %d Label Studio tasks with %d predictions", target, len(tasks), sum(len(t["predictions"])
+                                                                                         for t in tasks))
 
 
 def segment_images(args, images: List[Path], output: Path, identity: dict, device: torch.device, rank: int) -> int:

@@ -294,6 +294,47 @@ def test_cli_writes_coco_pngs_preview_and_skips_finished_images(checkpoints, tmp
     assert (out / "a_gra0.5.png").is_file()
 
 
+def test_cli_writes_label_studio_tasks_with_a_prediction_per_layer(checkpoints, tmp_path):
+    """--labelstudio: one task per image, one prediction per layer whose brush regions decode to the COCO masks."""
+    from labelstudio_helpers import decode_brush
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(folder / name), cv2.cvtColor(known_scene(64)[0], cv2.COLOR_RGB2BGR))
+    out, tasks_path = tmp_path / "out", tmp_path / "ls" / "tasks.json"
+    assert _run(checkpoints, folder, out, "--gra", "0.3,1.0", "--labelstudio", str(tasks_path),
+                "--labelstudio-image-url", "http://files.example/photos/") == 0
+    tasks = json.loads(tasks_path.read_text())
+    assert [t["data"]["image"] for t in tasks] == ["http://files.example/photos/a.png", "http://files.example/photos/b.png"]
+    for task, stem in zip(tasks, "ab"):
+        document = json.loads((out / f"{stem}.json").read_text())
+        assert [p["model_version"] for p in task["predictions"]] == [
+            "GraCo segment everything, granularity 0.3", "GraCo segment everything, granularity 1"]
+        for prediction, layer in zip(task["predictions"], ("gra0.3", "gra1")):
+            coco = [a for a in document["annotations"] if a["layer"] == layer]
+            assert len(prediction["result"]) == len(coco) > 0
+            for result, annotation in zip(prediction["result"], coco):
+                rle = annotation["segmentation"]
+                mask = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
+                assert np.array_equal(decode_brush(result), mask) and result["value"]["brushlabels"] == ["Object"]
+                assert result["meta"]["text"][0].startswith("granularity")
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--labelstudio", "t.json"], "go together"),
+    (["--labelstudio-image-url", "http://x/"], "go together"),
+    (["--labelstudio-config", "c.xml"], "needs --labelstudio"),
+    (["--min-area", "100"], "share of the image"),
+    (["--labelstudio", "t.json", "--labelstudio-image-url", "http://x/", "--labelstudio-config", "missing.xml"],
+     "--labelstudio-config"),
+])
+def test_cli_label_studio_and_area_flags_one_line(checkpoints, tmp_path, capsys, extra, expected):
+    cv2.imwrite(str(tmp_path / "ok.png"), known_scene(32)[0])
+    assert _run(checkpoints, tmp_path / "ok.png", tmp_path / "out", *extra[:2], *extra[2:]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("case, expected", [
     ("empty folder", "holds no images"),
     ("unreadable image", "cannot read image"),

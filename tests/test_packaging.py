@@ -116,6 +116,19 @@ def test_app_without_the_web_extra_says_which_extra():
 
 
 @pytest.mark.slow  # subprocesses
+def test_segment_everything_labelstudio_without_the_extra_says_which_extra(tmp_path):
+    """Checked before the long run: the image is never segmented."""
+    import cv2
+    import numpy as np
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((16, 16, 3), np.uint8))
+    result = run_without({"label_studio_converter"}, "segment_everything.py", "--checkpoint", "missing.pth",
+                         "--images", str(tmp_path / "a.png"), "--labelstudio", str(tmp_path / "t.json"),
+                         "--labelstudio-image-url", "http://x/")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.count("\n") == 1 and "pip install -e '.[labelstudio]'" in result.stderr, result.stderr
+
+
+@pytest.mark.slow  # subprocesses
 @pytest.mark.parametrize("sam_type, sam_model, module", [("SAM", "vit_b", "segment_anything"),
                                                          ("SAM2", "hiera_t", "sam2")])
 def test_evaluate_sam_type_without_the_baselines_extra_says_which_extra(tmp_path, sam_type, sam_model, module):

@@ -11,7 +11,6 @@ its score. Pre-annotation requests (no context) get no prediction.
 import functools
 import logging
 import math
-import uuid
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -20,12 +19,10 @@ import numpy as np
 from ..generation.everything import EverythingGenerator, EverythingSettings, Layer
 from ..inference.clicker import Click
 from ..model.phrase_encoder import PhraseEncoderUnavailable
-from ..utils.extras import require_extra
 from .images import ImageError, ImageSource
 from .labeling_config import GRANULARITY_RANGE, LabelingConfig, LabelingConfigError
+from .results import brush_result, prediction
 from .sessions import SessionPool
-
-mask2rle = require_extra("labelstudio", "label_studio_converter.brush", "the Label Studio backend").mask2rle
 
 logger = logging.getLogger(__name__)
 MAX_CLICKS = 100
@@ -167,9 +164,7 @@ class GraCoBackend:
         generator = EverythingGenerator(shared.make_predictor(), self.pre_annotation.settings, lock=shared.lock)
         masks = generator.generate(image, [layer])[layer]
         logger.info("task %s: pre-annotation at gra=%.2f -> %d masks", task.get("id"), layer.gra, len(masks))
-        results = [self._prediction(config, m.segmentation, m.score)["result"][0] for m in masks]
-        score = float(np.mean([m.score for m in masks])) if masks else 0.0
-        return {"result": results, "score": score, "model_version": self.model_version}
+        return prediction(config, [(m.segmentation, m.score) for m in masks], self.model_version)
 
     # ----- helpers ---------------------------------------------------------------------------------------------
     def _config(self, xml: Any) -> LabelingConfig:
@@ -245,13 +240,7 @@ class GraCoBackend:
                 raise RequestError(f"the part name needs the CLIP weights: {error}") from None
 
     def _prediction(self, config: LabelingConfig, mask: np.ndarray, score: float) -> Dict[str, Any]:
-        height, width = mask.shape
-        rle = mask2rle(mask.astype(np.uint8) * 255)
-        result = {"id": uuid.uuid4().hex[:10], "from_name": config.brush_name, "to_name": config.image_name,
-                  "type": "brushlabels", "original_width": width, "original_height": height, "image_rotation": 0,
-                  "value": {"format": "rle", "rle": [int(b) for b in rle], "brushlabels": [config.brush_label]},
-                  "score": score, "readonly": False}
-        return {"result": [result], "score": score, "model_version": self.model_version}
+        return {"result": [brush_result(config, mask, score)], "score": score, "model_version": self.model_version}
 
 
 @functools.lru_cache(maxsize=32)
