@@ -23,6 +23,7 @@ import logging
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+from urllib.parse import quote
 
 import cv2
 import numpy as np
@@ -72,8 +73,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="also write the images as Label Studio tasks with one prediction per layer (brush "
                              "masks), for Label Studio's import")
     parser.add_argument("--labelstudio-image-url", default=None, metavar="PREFIX",
-                        help="with --labelstudio: each task's image is PREFIX + the file name (where Label Studio "
-                             "reads the images, e.g. http://files.example/photos/)")
+                        help="with --labelstudio: each task's image is PREFIX + the file name, URL-quoted (where "
+                             "Label Studio reads the images, e.g. http://files.example/photos/)")
     parser.add_argument("--labelstudio-config", default=None, metavar="CONFIG.xml",
                         help="with --labelstudio: the project's labeling config (default: the backend's example "
                              "config, docs in README)")
@@ -312,7 +313,7 @@ def write_labelstudio_tasks(args, images: Sequence[Path], output: Path, identity
                      for a in document["annotations"] if a["layer"] == layer.name]
             what = f"granularity {layer.gra:g}" if layer.gra is not None else f"part {layer.phrase}"
             predictions.append(prediction(config, masks, f"GraCo segment everything, {what}", note=what))
-        tasks.append(import_task(config, args.labelstudio_image_url + path.name, predictions))
+        tasks.append(import_task(config, args.labelstudio_image_url + quote(path.name), predictions))
     target = Path(args.labelstudio)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")

@@ -299,14 +299,15 @@ def test_cli_writes_label_studio_tasks_with_a_prediction_per_layer(checkpoints, 
     from labelstudio_helpers import decode_brush
     folder = tmp_path / "images"
     folder.mkdir()
-    for name in ("a.png", "b.png"):
+    for name in ("a.png", "b c.png"):
         cv2.imwrite(str(folder / name), cv2.cvtColor(known_scene(64)[0], cv2.COLOR_RGB2BGR))
     out, tasks_path = tmp_path / "out", tmp_path / "ls" / "tasks.json"
     assert _run(checkpoints, folder, out, "--gra", "0.3,1.0", "--labelstudio", str(tasks_path),
                 "--labelstudio-image-url", "http://files.example/photos/") == 0
     tasks = json.loads(tasks_path.read_text())
-    assert [t["data"]["image"] for t in tasks] == ["http://files.example/photos/a.png", "http://files.example/photos/b.png"]
-    for task, stem in zip(tasks, "ab"):
+    assert [t["data"]["image"] for t in tasks] == ["http://files.example/photos/a.png",
+                                                   "http://files.example/photos/b%20c.png"]
+    for task, stem in zip(tasks, ("a", "b c")):
         document = json.loads((out / f"{stem}.json").read_text())
         assert [p["model_version"] for p in task["predictions"]] == [
             "GraCo segment everything, granularity 0.3", "GraCo segment everything, granularity 1"]
