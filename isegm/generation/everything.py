@@ -44,6 +44,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..inference.clicker import Click, Clicker
+from ..inference.metrics import get_iou
 from ..inference.predictors import BasePredictor
 from ..signals import check_granularity
 
@@ -305,7 +306,8 @@ class EverythingGenerator:
         clicked = {layer: set() for layer in layers}
         peaks: Dict[Layer, List[float]] = {layer: [] for layer in layers}  # the peak logits of the layer's answers
         kept: Dict[Layer, List[EverythingMask]] = {layer: [] for layer in layers}
-        for level, side in enumerate(settings.grid_sides(), 1):
+        sides = settings.grid_sides()
+        for level, side in enumerate(sides, 1):
             jobs = []
             for layer in layers:
                 for point in grid_points(side, height, width):
@@ -328,7 +330,8 @@ class EverythingGenerator:
                 if level > 1:
                     peaks[job.layer].append(job.peak)
                 answer = self._answer(job, scales[job.layer])
-                reached[job.layer] |= job.logits > settings.threshold_logit
+                if level < len(sides):  # only a finer grid asks where the answers reach
+                    reached[job.layer] |= job.logits > settings.threshold_logit
                 job.logits = None
                 if answer is None:
                     continue
@@ -347,7 +350,7 @@ class EverythingGenerator:
                 answer = self._answer(job, scales[layer])
                 job.logits = None
                 if answer is not None:
-                    found.append(self._mask(layer, job.click, answer, _iou(first.mask, answer.mask), level))
+                    found.append(self._mask(layer, job.click, answer, get_iou(first.mask, answer.mask), level))
             for layer in layers:
                 mine = [m for m in found if m.layer == layer]
                 kept[layer] = kept[layer] + mine if settings.plain else self._nms(kept[layer] + mine)
@@ -488,11 +491,6 @@ def _cut_by_crop(mask: np.ndarray, session: BasePredictor) -> bool:
     height, width = mask.shape
     return bool((rmin > 0 and mask[rmin].any()) or (rmax < height - 1 and mask[rmax].any())
                 or (cmin > 0 and mask[:, cmin].any()) or (cmax < width - 1 and mask[:, cmax].any()))
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 0.0
 
 
 def make_layers(granularities: Sequence[float] = (), phrase: Optional[str] = None) -> List[Layer]:
