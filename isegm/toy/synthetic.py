@@ -475,9 +475,11 @@ def _overlap(size: Size, corner: Tuple[int, int], shape: Tuple[int, int]) -> Tup
     return (slice(ys, ye), slice(xs, xe)), (slice(ys - y0, ye - y0), slice(xs - x0, xe - x0))
 
 
-def make_scene(rng: np.random.Generator, size: Size = (160, 160), max_objects: int = 4) -> Scene:
+def make_scene(rng: np.random.Generator, size: Size = (160, 160), max_objects: int = 4,
+               object_scale: float = 1.0) -> Scene:
     """A synthetic scene of ``size`` (H, W) with 1..``max_objects`` objects (2..``max_objects`` tried).
 
+    ``object_scale`` multiplies every object's drawn size (1.0: about a third of the scene's height).
     Objects are drawn back to front; a later object hides the earlier ones where they overlap (each keeps at least
     half of its area) and may be cut by the image border (at least 60 % stays inside). Returns a :class:`Scene`
     whose objects' part masks are disjoint and cover exactly the object's visible mask.
@@ -490,7 +492,7 @@ def make_scene(rng: np.random.Generator, size: Size = (160, 160), max_objects: i
     for _ in range(int(rng.integers(2, max_objects + 1))):
         class_name = SCENE_CLASSES[int(rng.integers(len(SCENE_CLASSES)))]
         draw, (low, high) = _TEMPLATES[class_name]
-        labels, names = draw(rng, rng.uniform(low, high) * height).cropped()
+        labels, names = draw(rng, rng.uniform(low, high) * height * object_scale).cropped()
         if rng.random() < 0.5:
             labels, names = labels[:, ::-1], [_mirror_name(n) for n in names]
         corner = _place(rng, size, labels, owner, full_area)
@@ -649,12 +651,13 @@ def _write_list(path: Path, ids: Sequence[str]) -> None:
     path.write_text("".join(f"{i}\n" for i in ids))
 
 
-def _source_text(seed: int, size: Size, max_objects: int, train_ids: List[str], val_ids: List[str],
-                 photos: List[PhotoSample]) -> str:
+def _source_text(seed: int, size: Size, max_objects: int, object_scale: float, train_ids: List[str],
+                 val_ids: List[str], photos: List[PhotoSample]) -> str:
     lines = [
         "# Toy dataset (isegm.toy.synthetic.build_toy_dataset)", "",
         f"Synthetic scenes: seed {seed}, size {size[0]}x{size[1]}; scene i is "
-        f"`make_scene(numpy.random.default_rng([{seed}, i]), {tuple(size)}, max_objects={max_objects})`.",
+        f"`make_scene(numpy.random.default_rng([{seed}, i]), {tuple(size)}, max_objects={max_objects}, "
+        f"object_scale={object_scale})`.",
         f"- train: {train_ids[0] if train_ids else '-'} .. {train_ids[-1] if train_ids else '-'} ({len(train_ids)})",
         f"- val: {val_ids[0] if val_ids else '-'} .. {val_ids[-1] if val_ids else '-'} ({len(val_ids)})",
         "- written to PascalPart/ (object + part masks) and SBD/ (instance maps), same ids.", "",
@@ -669,7 +672,7 @@ def _source_text(seed: int, size: Size, max_objects: int, train_ids: List[str], 
 
 
 def build_toy_dataset(root: PathLike, n_train: int = 240, n_val: int = 60, size: Size = (160, 160), seed: int = 0,
-                      photo_crops: int = 6, max_objects: int = 4) -> ToyDatasetSummary:
+                      photo_crops: int = 6, max_objects: int = 4, object_scale: float = 1.0) -> ToyDatasetSummary:
     """Write the toy dataset under ``root`` (see the module docstring for the layout) and return a summary.
 
     Scene ids are ``scene_00000``..; the first ``n_train`` are the train split, the next ``n_val`` the val split,
@@ -685,7 +688,7 @@ def build_toy_dataset(root: PathLike, n_train: int = 240, n_val: int = 60, size:
     scene_ids = [f"scene_{i:05d}" for i in range(n_train + n_val)]
     summary = ToyDatasetSummary(root, pascal, sbd, scene_ids[:n_train], scene_ids[n_train:], [])
     for i, scene_id in enumerate(scene_ids):
-        scene = make_scene(np.random.default_rng([seed, i]), size, max_objects)
+        scene = make_scene(np.random.default_rng([seed, i]), size, max_objects, object_scale)
         jpeg = encode_jpeg(scene.image)
         write_pascalpart_sample(pascal, scene_id, jpeg, scene.objects)
         write_sbd_sample(sbd, scene_id, jpeg, scene.instance_map())
@@ -702,7 +705,8 @@ def build_toy_dataset(root: PathLike, n_train: int = 240, n_val: int = 60, size:
         _write_list(pascal / "ImageSets" / "Main" / f"part_{split}.txt", ids)
     _write_list(sbd / "train.txt", summary.train_ids + summary.photo_ids)
     _write_list(sbd / "val.txt", summary.val_ids)
-    (root / "SOURCE.md").write_text(_source_text(seed, size, max_objects, summary.train_ids, summary.val_ids, photos))
+    (root / "SOURCE.md").write_text(_source_text(seed, size, max_objects, object_scale, summary.train_ids,
+                                                 summary.val_ids, photos))
     summary.seconds = time.perf_counter() - started
     logger.info("toy dataset: %d train + %d val scenes (%s), %d parts, %d photo crops in %s (%.1f s)",
                 len(summary.train_ids), len(summary.val_ids), summary.objects_per_class, summary.parts,
