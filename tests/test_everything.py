@@ -486,6 +486,39 @@ def test_annotation_tool_segment_all_adds_objects_to_correct(scene):
         worker.close()
 
 
+def test_annotation_tool_segment_all_is_not_dropped_by_a_click_that_arrives_while_it_waits(scene):
+    """"Segment all" waits behind a running job; a click arrives, and its prediction asks for the granularity strip:
+    the strip must not replace the waiting "Segment all", whose status ends in the number of masks."""
+    import threading
+    from isegm.demo.controller import DemoController
+    from isegm.demo.worker import Worker
+    from isegm.interactive import PredictorSettings
+    image, _, parts = scene
+    worker = Worker()
+    try:
+        controller = DemoController(worker, "cpu", PredictorSettings(target_size=160), strip_enabled=True)
+        controller.load_model(ColourRuleNet)
+        controller.wait()
+        controller.set_image(image)
+        controller.set_granularity(0.3)
+        controller.wait()
+        assert controller.add_click(135, 135, True)
+        deadline = time.monotonic() + 30
+        while not worker._done.qsize() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the click's forward has run; its answer waits for the UI thread
+        running = threading.Event()
+        worker.submit(running.wait, lambda *args: None)  # a job that runs until released
+        assert controller.segment_all(EverythingSettings(points_per_side=16, min_area=0.0008))
+        worker.poll()  # the UI thread takes the click's answer, which asks for the strip
+        running.set()
+        controller.wait()
+        assert controller.strip is not None, "the click's strip was made"
+        assert controller.status.message.endswith(f"{len(parts)} masks"), controller.status.message
+        assert len(controller.objects) == len(parts)
+    finally:
+        worker.close()
+
+
 def test_cli_phrase_without_clip_weights_is_one_line(checkpoints, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GRACO_CLIP_WEIGHTS", str(tmp_path / "no_clip.pt"))
     cv2.imwrite(str(tmp_path / "ok.png"), known_scene(32)[0])

@@ -313,11 +313,11 @@ class DemoController:
                 for mask in sorted(masks, key=lambda m: -m.area):
                     annotation.finish_object(mask.segmentation, annotation.default_name(phrase))
                 self.dirty = self.dirty or bool(masks)
-                self.status.message = f"segment all at {layer.name}: {len(masks)} objects added in {seconds:.1f} s"
+                self.status.message = f"segment all at {layer.name} ({seconds:.1f} s): {len(masks)} masks"
                 logger.info("%s", self.status.message)
             self.on_change()
 
-        self.worker.submit(lambda: generator.generate(image, [layer])[layer], done, slot="background")
+        self.worker.submit(lambda: generator.generate(image, [layer])[layer], done, slot="everything")
         self.on_change()
         return True
 

@@ -1,7 +1,8 @@
 """A single background thread for model work, with latest-request-wins slots.
 
 The UI thread submits jobs; a job waiting in a slot is replaced by a newer one in the same slot (its callback is never
-called). The ``main`` slot is served before the ``background`` slot. Results come back through :meth:`Worker.poll`,
+called). The ``main`` slot (clicks) is served first, then ``background`` (the strip), then ``everything`` ("Segment
+all", which no other job replaces). Results come back through :meth:`Worker.poll`,
 which the UI thread calls (Tk ``after``), so callbacks always run on the UI thread.
 """
 import logging
@@ -12,7 +13,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 logger = logging.getLogger(__name__)
 
-SLOTS = ("main", "background")
+SLOTS = ("main", "background", "everything")
 Callback = Callable[[Any, Optional[BaseException], float], None]
 
 
