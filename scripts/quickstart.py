@@ -41,6 +41,7 @@ from isegm.data.mmt import part_phrase
 from isegm.inference.clicker import Click, Clicker
 from isegm.inference.evaluation import DatasetResult, Protocol, Signal, evaluate_dataset, summarize
 from isegm.inference.predictors import get_predictor
+from isegm.inference.transforms.zoom_in import min_crop_size_for
 from isegm.inference.utils import load_is_model
 from isegm.signals import GRANULARITY_LEVELS
 from isegm.toy.seeded import seeded_clip_text_state
@@ -103,7 +104,7 @@ def evaluate_models(base_ckpt: Path, graco_ckpt: Path, clip: Path, data_root: Pa
     dataset = PascalPartEvaluationDataset(data_root, split="val", seed=seed)
     base = load_is_model(base_ckpt, "cpu")
     graco = load_is_model(base_ckpt, "cpu", lora_checkpoint=graco_ckpt, clip_weights=clip)
-    zoom = dict(skip_clicks=-1, target_size=(SIZE, SIZE))
+    zoom = dict(skip_clicks=-1, target_size=(SIZE, SIZE), min_crop_size=min_crop_size_for(SIZE))
     predictors = {name: get_predictor(model, "NoBRS", "cpu", zoom_in_params=zoom)
                   for name, model in (("base", base), ("graco", graco))}
     names: Dict[str, list] = {}
@@ -136,7 +137,8 @@ def metrics_table(runs: Dict[str, List[np.ndarray]], max_clicks: int) -> Tuple[s
 def granularity_strip(base_ckpt: Path, graco_ckpt: Path, clip: Path, data_root: Path, path: Path) -> None:
     """One click on a held-out object, the ten granularities from one batched forward, side by side."""
     graco = load_is_model(base_ckpt, "cpu", lora_checkpoint=graco_ckpt, clip_weights=clip)
-    predictor = get_predictor(graco, "NoBRS", "cpu", zoom_in_params=dict(skip_clicks=-1, target_size=(SIZE, SIZE)))
+    predictor = get_predictor(graco, "NoBRS", "cpu", zoom_in_params=dict(skip_clicks=-1, target_size=(SIZE, SIZE),
+                                                                         min_crop_size=min_crop_size_for(SIZE)))
     val_ids = (data_root / "ImageSets" / "Main" / "val.txt").read_text().split()
     image_id, obj = pick_strip_object(data_root, val_ids)
     image = read_rgb_image(data_root / "JPEGImages" / f"{image_id}.jpg")
@@ -278,7 +280,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                     scale["min_part_pixels"], args.seed)
     command = [python, "scripts/benchmark_everything.py", "quality", "--checkpoint", str(base_ckpt),
                "--lora_checkpoint", str(graco_ckpt), "--pascalpart", str(summary.pascalpart_root), "--split", "val",
-               "--images", str(scale["everything_images"]), "--target-size", str(SIZE)]
+               "--images", str(scale["everything_images"])]
     everything = run(command, capture=True)
     commands.append(" ".join(command[1:]))
     timings["5 evaluation"] = time.perf_counter() - started

@@ -250,3 +250,14 @@ def test_session_checks_its_inputs(model, photo):
     with pytest.raises(ValueError, match="at least one click"):
         session.strip()
     assert shared.phrase_unavailable_reason  # the tiny model has no CLIP weights
+
+
+def test_a_small_model_zooms_in_at_its_own_scale():
+    """A model trained at 128 px (the quick start's): the zoom-in crop is resized to 128, and its floor is the
+    published 200 px at 448 scaled to 57 px (200 px would never crop a 128-px image). Published-size models keep
+    the published options."""
+    small = build_seeded_model(tiny_config(img_size=(128, 128)), seed=0)
+    zoom = PredictorSettings().make_predictor(small, "cpu").zoom_in
+    assert (zoom.target_size, zoom.min_crop_size) == ((128, 128), 57)
+    assert PredictorSettings().zoom_in_params(448) == PredictorSettings().zoom_in_params() == {
+        "skip_clicks": -1, "expansion_ratio": 1.4, "target_size": (448, 448)}

@@ -4,7 +4,6 @@ one line), and it imports the tasks that ``segment_everything.py --labelstudio``
 import json
 import subprocess
 import urllib.request
-from pathlib import Path
 
 import cv2
 import numpy as np

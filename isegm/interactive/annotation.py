@@ -1,6 +1,6 @@
 """The finished objects of one image: ids 1..n, masks, names, the instance map and the objects' colours."""
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 

@@ -5,6 +5,7 @@ from typing import Optional
 import torch
 
 from ..inference.predictors import BasePredictor, get_predictor
+from ..inference.transforms.zoom_in import min_crop_size_for
 
 
 def model_side(model: torch.nn.Module) -> Optional[int]:
@@ -27,13 +28,17 @@ class PredictorSettings:
 
     def zoom_in_params(self, model_size: Optional[int] = None) -> Optional[dict]:
         """The zoom-in options; the crop is resized to ``target_size``, or to ``model_size`` (the side the model
-        was trained at) when that is smaller, so that a small model (the quick start's, 128 px) sees objects at
-        its own scale."""
+        was trained at) when that is smaller, with the crop floor scaled to it as well, so that a small model (the
+        quick start's, 128 px) sees objects at its own scale."""
         if not self.use_zoom_in:
             return None
-        target = min(self.target_size, model_size) if model_size else self.target_size
-        size = (target, target) if self.fixed_crop else target
-        return {"skip_clicks": self.skip_clicks, "target_size": size, "expansion_ratio": self.expansion_ratio}
+        params = {"skip_clicks": self.skip_clicks, "expansion_ratio": self.expansion_ratio}
+        target = self.target_size
+        if model_size and model_size < target:
+            target = model_size
+            params["min_crop_size"] = min_crop_size_for(model_size)
+        params["target_size"] = (target, target) if self.fixed_crop else target
+        return params
 
     def make_predictor(self, model: torch.nn.Module, device: torch.device, prob_thresh: float = 0.5,
                        with_flip: Optional[bool] = None) -> BasePredictor:

@@ -9,6 +9,15 @@ from ...utils.bbox import Box, bbox_from_mask, bbox_iou, clamp_bbox, expand_bbox
 from ..clicker import Click
 from .base import BaseTransform
 
+PUBLISHED_MIN_CROP = 200  # px: the zoom-in floor of the published models, trained at 448 px
+PUBLISHED_SIDE = 448
+
+
+def min_crop_size_for(model_side: int) -> int:
+    """The published zoom-in floor scaled to a model trained at ``model_side`` px: 57 px for the quick start's
+    128-px model, whose crop would otherwise never be smaller than its whole image (no zoom at all)."""
+    return max(1, round(PUBLISHED_MIN_CROP * model_side / PUBLISHED_SIDE))
+
 
 class ZoomIn(BaseTransform):
     """Crop the image around the previous prediction (and positive clicks), expanded by ``expansion_ratio`` and at
@@ -19,7 +28,7 @@ class ZoomIn(BaseTransform):
     """
 
     def __init__(self, target_size: Union[int, Tuple[int, int]] = 400, skip_clicks: int = 1,
-                 expansion_ratio: float = 1.4, min_crop_size: int = 200, recompute_thresh_iou: float = 0.5,
+                 expansion_ratio: float = 1.4, min_crop_size: int = PUBLISHED_MIN_CROP, recompute_thresh_iou: float = 0.5,
                  prob_thresh: float = 0.50):
         super().__init__()
         self.params = dict(target_size=target_size, skip_clicks=skip_clicks, expansion_ratio=expansion_ratio,
