@@ -457,6 +457,27 @@ def test_serve_checks_the_pre_annotation_granularity(capsys):
     assert len(err.splitlines()) == 1 and "--pre-annotate-granularity" in err and "[0.1, 1]" in err
 
 
+def test_a_background_generation_holds_the_model_lock_for_one_model_call_at_a_time(scene):
+    """With the shared model's lock, the generator takes it for one model call at a time (2 images on a CPU), so a
+    click waits for that call at most, not for a batch of 32 clicks."""
+    import contextlib
+    from isegm.interactive.model_lock import ModelLock
+    net, lock, holds = ColourRuleNet(), ModelLock(), []
+    background = lock.background
+
+    @contextlib.contextmanager
+    def counted():
+        with background():
+            before = len(net.batch_sizes)
+            yield
+            holds.append(len(net.batch_sizes) - before)
+
+    lock.background = counted
+    settings = EverythingSettings(points_per_side=4, levels=1, min_area=0.0008)
+    result = EverythingGenerator(rule_predictor(-1, net, size=192), settings, lock=lock).generate(scene[0], [WHOLE])
+    assert result[WHOLE] and len(holds) > 1 and max(holds) == 1 and max(net.batch_sizes) == 2
+
+
 def test_annotation_tool_segment_all_adds_objects_to_correct(scene):
     """The Tk tool's "Segment all" (display-free controller): the parts at granularity 0.3 become finished
     objects, smaller ones drawn on top, and the tool can go on clicking."""

@@ -445,13 +445,31 @@ class EverythingGenerator:
             kind = ("phrase", jobs[i].layer.phrase) if jobs[i].layer.phrase is not None else ("gra",)
             groups.setdefault((tuple(request.image.shape), kind), []).append(i)
         for indices in groups.values():
-            with self._hold():
-                logits = self.predictor.forward([requests[i] for i in indices])
+            logits = []
+            for piece in self._lock_pieces(indices, requests):
+                with self._hold():
+                    logits += self.predictor.forward([requests[i] for i in piece])
             self.timings.forwards += 1
             self.timings.images += sum(requests[i].image.shape[0] for i in indices)
             for i, part in zip(indices, logits):
                 jobs[i].set_probs(jobs[i].session.finish(part))
         self.timings.model += time.perf_counter() - start
+
+    def _lock_pieces(self, indices: List[int], requests: list) -> List[List[int]]:
+        """``indices`` split into the pieces run under one hold of the lock: as many requests as the predictor gives
+        the model in one call (on a CPU 2 images, so the results are the same), so that an interactive click waits
+        for one such call at most; on a GPU, all of them."""
+        per_call = self.predictor.images_per_call
+        if per_call is None:
+            return [indices]
+        pieces, piece, images = [], [], 0
+        for i in indices:
+            piece.append(i)
+            images += requests[i].image.shape[0]
+            if images >= per_call:
+                pieces.append(piece)
+                piece, images = [], 0
+        return pieces + ([piece] if piece else [])
 
     # ----- filters -----------------------------------------------------------------------------------------------
     def _answer(self, job: _Job, scale: float) -> Optional[_Answer]:

@@ -144,6 +144,12 @@ class BasePredictor:
             image_nd, clicks_lists = transform.transform(image_nd, clicks_lists)
         return ModelRequest(image_nd, clicks_lists, gra, tokens)
 
+    @property
+    def images_per_call(self) -> Optional[int]:
+        """How many images :meth:`forward` gives the model at a time: ``CPU_IMAGES_PER_FORWARD`` on a CPU, all of
+        them (None) on a GPU."""
+        return CPU_IMAGES_PER_FORWARD if self.device.type == "cpu" else None
+
     def forward(self, requests: List["ModelRequest"]) -> List[torch.Tensor]:
         """Run the model once on several prepared requests (same crop size and signal kind) and return each
         request's logits, resized to its input."""
@@ -160,7 +166,7 @@ class BasePredictor:
         if any((r.tokens is None) != (tokens is None) or (tokens is not None and not torch.equal(r.tokens, tokens))
                for r in requests):
             raise ValueError("a batch mixes different phrases")
-        chunk = CPU_IMAGES_PER_FORWARD if self.device.type == "cpu" else images.shape[0]
+        chunk = self.images_per_call or images.shape[0]
         with torch.inference_mode(), reduced_precision(self.net, self.precision):
             logits = torch.cat([
                 self.net(images[i:i + chunk], points[i:i + chunk], None if gra_nd is None else gra_nd[i:i + chunk],
