@@ -421,6 +421,24 @@ def test_label_studio_pre_annotation_answers_at_once_and_computes_in_the_backgro
         assert all(r["type"] == "brushlabels" and r["value"]["brushlabels"] for r in prediction["result"])
 
 
+def test_the_pre_annotation_queue_is_bounded():
+    """At most ``max_pending`` tasks wait: anyone who reaches the port can send tasks."""
+    import threading
+    from isegm.labelstudio.batch import BatchJob, PreAnnotationQueue
+    queue, release = PreAnnotationQueue(max_pending=2), threading.Event()
+
+    def job(key):
+        return BatchJob(key, key, lambda: release.wait(10) and {"result": []}, lambda result, claim: None)
+
+    try:
+        assert queue.submit(job(1)) and queue.submit(job(2))
+        assert not queue.submit(job(3)) and not queue.submit(job(1)) and len(queue) == 2
+    finally:
+        release.set()
+    assert queue.wait_idle(10) and queue.ready(1) == {"result": []} and queue.submit(job(3))
+    queue.close()
+
+
 def test_a_click_goes_ahead_of_the_background_forwards():
     """The model lock: while a forward runs, a waiting interactive holder gets the lock before a background one
     that waited first."""

@@ -283,3 +283,14 @@ def test_retrieve_predictions_on_a_batch_gives_every_task_its_masks(servers, pre
     assert status == 200, answer
     assert len(get(f"{ls_url}/api/predictions?project={project['id']}", headers)) == 4
     assert backend_log.read_text().count("pre-annotation at gra=1.00") == 4, "each task computed once"
+
+    # anyone who reaches the port can name a task: a request naming task 1 with task 2's image writes nothing
+    hostile = {"tasks": [{"id": tasks[0]["id"], "data": {"image": tasks[1]["data"]["image"]}}],
+               "label_config": EXAMPLE_CONFIG, "project": f"{project['id']}.1"}
+    status, answer, _ = post(backend_url + "/predict", hostile, _basic())
+    assert status == 200 and answer == {"results": [[]]}, answer
+    deadline = time.monotonic() + 120
+    while "another image" not in backend_log.read_text() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert f"task {tasks[0]['id']} in Label Studio has another image" in backend_log.read_text()
+    assert len(get(f"{ls_url}/api/predictions?task={tasks[0]['id']}", headers)) == 1

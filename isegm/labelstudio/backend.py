@@ -21,9 +21,9 @@ import numpy as np
 from ..generation.everything import EverythingGenerator, EverythingSettings, Layer
 from ..inference.clicker import Click
 from ..model.phrase_encoder import PhraseEncoderUnavailable
+from .batch import BatchJob, PreAnnotationQueue
 from .images import ImageError, ImageSource
 from .labeling_config import GRANULARITY_RANGE, LabelingConfig, LabelingConfigError
-from .batch import BatchJob, PreAnnotationQueue
 from .results import brush_result, prediction
 from .sessions import SessionPool
 
@@ -186,13 +186,19 @@ class GraCoBackend:
                         generator.timings.total)
             return prediction(config, [(m.segmentation, m.score) for m in masks], self.model_version)
 
-        def deliver(result: Dict[str, Any]) -> None:
-            if task_id is None or self.images.label_studio_url is None:
-                return  # not from Label Studio: the prediction waits for the task's next request
-            payload = {"task": task_id, **result}
-            if isinstance(task.get("project"), int):
-                payload["project"] = task["project"]
-            self.images.post_to_label_studio("/api/predictions/", payload)
+        def deliver(result: Dict[str, Any], claim) -> None:
+            if not isinstance(task_id, int) or self.images.label_studio_url is None:
+                return  # not a Label Studio task: the prediction waits for the task's next request
+            # anyone who reaches the port can name a task: write only to a task whose image is the one segmented
+            # (reading a task without predictions makes Label Studio ask for one: the answer may carry it)
+            stored = self.images.label_studio_api(f"/api/tasks/{task_id}")
+            stored_data = stored.get("data") if isinstance(stored, dict) else None
+            if not isinstance(stored_data, dict) or stored_data.get(config.image_value) != url:
+                raise ImageError(f"task {task_id} in Label Studio has another image than the request's")
+            if not claim():
+                logger.info("task %s: prediction sent in an answer", task_id)
+                return
+            self.images.label_studio_api("/api/predictions/", {"task": task_id, **result})
             logger.info("task %s: prediction written to Label Studio", task_id)
 
         return BatchJob((str(request.get("project", "")), task_id, url), task_id, compute, deliver)

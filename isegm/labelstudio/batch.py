@@ -7,7 +7,9 @@ to any annotator's click, see :class:`~isegm.interactive.model_lock.ModelLock`) 
 Studio through its API (``POST /api/predictions``, with the token of the connection). A task already queued or
 running is not queued again, so the requests Label Studio repeats (opening a task asks once more) start no new work.
 Finished predictions are kept (the last ``max_kept``), so that a client without a Label Studio connection gets them
-by asking again.
+by asking again; at most ``max_pending`` tasks wait (more are not queued until the queue shrinks). A prediction is
+written only to a task that Label Studio says shows the image that was segmented: anyone who reaches the port can
+name a task id.
 """
 import collections
 import logging
@@ -21,34 +23,55 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BatchJob:
     """One task to pre-annotate: ``key`` identifies it (project, task id, image URL); ``compute()`` returns its
-    prediction (a dict in Label Studio's format) and ``deliver(prediction)`` sends it to Label Studio."""
+    prediction (a dict in Label Studio's format) and ``deliver(prediction, claim)`` sends it to Label Studio, right
+    after ``claim()`` says True (False: the prediction went out in an answer meanwhile, send nothing)."""
     key: Hashable
     task_id: Any
     compute: Callable[[], Dict[str, Any]]
-    deliver: Callable[[Dict[str, Any]], None]
+    deliver: Callable[[Dict[str, Any], Callable[[], bool]], None]
 
 
 class PreAnnotationQueue:
     """The queue of tasks to pre-annotate and the one thread that works through it."""
 
-    def __init__(self, max_kept: int = 256):
+    def __init__(self, max_kept: int = 256, max_pending: int = 1000):
         self.max_kept = max_kept
+        self.max_pending = max_pending
         self._condition = threading.Condition()
         self._queue: "collections.deque[BatchJob]" = collections.deque()
         self._pending: set = set()  # keys queued or running
         self._done: "collections.OrderedDict[Hashable, Dict[str, Any]]" = collections.OrderedDict()
+        self._answered: set = set()  # done keys whose prediction went out in an answer
+        self._delivered: set = set()  # done keys whose prediction was sent through Label Studio's API
         self._thread: Optional[threading.Thread] = None
         self._closed = False
 
     def ready(self, key: Hashable) -> Optional[Dict[str, Any]]:
-        """The finished prediction of ``key``, or None."""
+        """The finished prediction of ``key`` for an answer (it is then not sent through the API), or None: not
+        finished, or sent through the API already (Label Studio has it)."""
         with self._condition:
-            return self._done.get(key)
+            if key in self._delivered or key not in self._done:
+                return None
+            self._answered.add(key)
+            return self._done[key]
+
+    def _claim(self, key: Hashable) -> bool:
+        """True (once) when the prediction of ``key`` may go through the API: no answer carried it."""
+        with self._condition:
+            if key in self._answered or key not in self._done:
+                return False
+            self._delivered.add(key)
+            return True
 
     def submit(self, job: BatchJob) -> bool:
-        """Queue ``job`` unless its task is queued, running or done; True when it was queued."""
+        """Queue ``job`` unless its task is queued, running or done, or ``max_pending`` tasks wait already; True
+        when it was queued."""
         with self._condition:
             if self._closed or job.key in self._pending or job.key in self._done:
+                return False
+            if len(self._pending) >= self.max_pending:
+                logger.warning("task %s: not queued, %d tasks wait for pre-annotation already", job.task_id,
+                               len(self._pending))
                 return False
             self._pending.add(job.key)
             self._queue.append(job)
@@ -93,9 +116,11 @@ class PreAnnotationQueue:
                 with self._condition:
                     self._done[job.key] = result
                     while len(self._done) > self.max_kept:
-                        self._done.popitem(last=False)
+                        old, _ = self._done.popitem(last=False)
+                        self._answered.discard(old)
+                        self._delivered.discard(old)
                 try:
-                    job.deliver(result)
+                    job.deliver(result, lambda: self._claim(job.key))
                 except Exception as error:
                     logger.warning("task %s: the prediction was not written to Label Studio (%s); it is kept for "
                                    "the task's next request", job.task_id, error)

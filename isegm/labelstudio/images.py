@@ -106,29 +106,34 @@ class ImageSource:
             raise ImageError(f"the image URL is malformed ({error})") from None
         return self._decode(data, url)
 
-    def post_to_label_studio(self, path: str, payload: Any) -> None:
-        """POST ``payload`` as JSON to ``path`` of the connected Label Studio, with its token (no redirect is
-        followed, so the token goes to that origin only); raises :class:`ImageError` when there is no connection or
-        Label Studio refuses."""
+    def label_studio_api(self, path: str, payload: Any = None) -> Any:
+        """GET ``path`` of the connected Label Studio's API (or POST ``payload`` as JSON) with its token and return
+        the parsed answer; no redirect is followed, so the token goes to that origin only. Raises
+        :class:`ImageError` when there is no connection or Label Studio refuses."""
         with self._lock:
             label_studio, token = self._pair
         if not label_studio or not token:
             raise ImageError("no Label Studio connection (its URL and token come with /setup, or --label-studio-url "
                              "and --label-studio-token)")
         for attempt in range(2):
-            headers = {**self._headers(label_studio, token), "Content-Type": "application/json"}
-            request = urllib.request.Request(label_studio + path, data=json.dumps(payload).encode(), headers=headers,
-                                             method="POST")
+            headers = self._headers(label_studio, token)
+            data = None
+            if payload is not None:
+                headers["Content-Type"] = "application/json"
+                data = json.dumps(payload).encode()
+            request = urllib.request.Request(label_studio + path, data=data, headers=headers,
+                                             method="GET" if payload is None else "POST")
             try:
                 with _OPENER.open(request, timeout=self.timeout) as response:
-                    response.read(1 << 16)
-                return
+                    return json.loads(self._body(response) or b"null")
             except urllib.error.HTTPError as error:
                 with error:
                     if error.code == 401 and attempt == 0 and self._access is not None:
                         self._access = None  # the short-lived access token expired
                         continue
                     raise ImageError(f"Label Studio refused {path}: HTTP {error.code} {error.reason}") from None
+            except ValueError:
+                raise ImageError(f"Label Studio's answer to {path} is not JSON") from None
             except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
                 raise ImageError(f"cannot reach Label Studio at {label_studio}: {getattr(error, 'reason', error)}") \
                     from None
