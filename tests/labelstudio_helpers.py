@@ -139,6 +139,18 @@ def wait_for(url: str, process, seconds: float, log: Path, headers: Optional[Dic
     raise RuntimeError(f"{url} did not answer within {seconds:.0f} s:\n{log.read_text()[-3000:]}")
 
 
+def stop(*processes) -> None:
+    """Terminate the started servers, killing any that has not exited 30 s later."""
+    import subprocess
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def label_studio_env(data_dir: Path) -> Dict[str, str]:
     """Environment for a local, offline Label Studio that may call a backend on localhost."""
     import os

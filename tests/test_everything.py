@@ -496,20 +496,26 @@ def test_a_background_generation_holds_the_model_lock_for_one_model_call_at_a_ti
     assert result[WHOLE] and len(holds) > 1 and max(holds) == 1 and max(net.batch_sizes) == 2
 
 
+def tool_at_part_granularity(worker, image, strip_enabled: bool):
+    """The Tk tool's display-free controller on ``worker`` with the rule network, ``image`` open, granularity 0.3."""
+    from isegm.demo.controller import DemoController
+    from isegm.interactive import PredictorSettings
+    controller = DemoController(worker, "cpu", PredictorSettings(target_size=160), strip_enabled=strip_enabled)
+    controller.load_model(ColourRuleNet)
+    controller.wait()
+    controller.set_image(image)
+    controller.set_granularity(0.3)
+    return controller
+
+
 def test_annotation_tool_segment_all_adds_objects_to_correct(scene):
     """The Tk tool's "Segment all" (display-free controller): the parts at granularity 0.3 become finished
     objects, smaller ones drawn on top, and the tool can go on clicking."""
-    from isegm.demo.controller import DemoController
     from isegm.demo.worker import Worker
-    from isegm.interactive import PredictorSettings
     image, _, parts = scene
     worker = Worker()
     try:
-        controller = DemoController(worker, "cpu", PredictorSettings(target_size=160), strip_enabled=False)
-        controller.load_model(ColourRuleNet)
-        controller.wait()
-        controller.set_image(image)
-        controller.set_granularity(0.3)
+        controller = tool_at_part_granularity(worker, image, strip_enabled=False)
         assert controller.segment_all(EverythingSettings(points_per_side=16, min_area=0.0008))
         controller.wait()
         objects = controller.objects
@@ -529,17 +535,11 @@ def test_annotation_tool_segment_all_is_not_dropped_by_a_click_that_arrives_whil
     """"Segment all" waits behind a running job; a click arrives, and its prediction asks for the granularity strip:
     the strip must not replace the waiting "Segment all", whose status ends in the number of masks."""
     import threading
-    from isegm.demo.controller import DemoController
     from isegm.demo.worker import Worker
-    from isegm.interactive import PredictorSettings
     image, _, parts = scene
     worker = Worker()
     try:
-        controller = DemoController(worker, "cpu", PredictorSettings(target_size=160), strip_enabled=True)
-        controller.load_model(ColourRuleNet)
-        controller.wait()
-        controller.set_image(image)
-        controller.set_granularity(0.3)
+        controller = tool_at_part_granularity(worker, image, strip_enabled=True)
         controller.wait()
         assert controller.add_click(135, 135, True)
         deadline = time.monotonic() + 30

@@ -12,7 +12,7 @@ from isegm.labelstudio.labeling_config import API_CONFIG, EXAMPLE_CONFIG
 
 from helpers import ROOT, skip_unless_required, write_tiny_checkpoints
 from labelstudio_helpers import (decode_brush, free_port, get, granularity, keypoint, label_studio_command,
-                                 label_studio_env, post, setup_label_studio, upload_image, wait_for)
+                                 label_studio_env, post, setup_label_studio, stop, upload_image, wait_for)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -61,13 +61,7 @@ def servers(label_studio_python, tmp_path_factory):
         wait_for(ls_url + "/health", processes[0], 300, ls_log)
         yield ls_url, backend_url, backend_log
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(*processes)
 
 
 def test_label_studio_gets_a_granularity_controlled_brush_mask(servers):
@@ -234,11 +228,7 @@ def pre_annotating_backend(servers, tmp_path_factory):
         wait_for(f"http://127.0.0.1:{port}/health", process, 120, log_path, headers=_basic())
         yield f"http://127.0.0.1:{port}", log_path
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def test_retrieve_predictions_on_a_batch_gives_every_task_its_masks(servers, pre_annotating_backend):

@@ -13,7 +13,7 @@ from everything_helpers import known_scene
 from helpers import write_tiny_checkpoints
 from isegm.labelstudio.labeling_config import EXAMPLE_CONFIG, LabelingConfig
 from labelstudio_helpers import (decode_brush, free_port, get, label_studio_command, label_studio_env, post,
-                                 setup_label_studio, wait_for)
+                                 setup_label_studio, stop, wait_for)
 
 pytestmark = pytest.mark.slow  # Label Studio's first start migrates its database (about a minute on 2 cores)
 TOKEN = "graco-start-token"
@@ -40,11 +40,7 @@ def label_studio(tmp_path_factory):
                         pytrace=False)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def test_label_studio_from_the_locked_venv_answers_health(label_studio):
